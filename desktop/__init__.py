@@ -1,0 +1,1 @@
+"""Enclave's desktop window (PySide6). The engine lives in `rag`; this package only shows it."""

@@ -1,0 +1,165 @@
+"""Token-aware chunking that never exceeds the embedding model's window.
+
+Text is cut into units (paragraphs; sentences when a paragraph is too long; token windows
+when a sentence is), and units are packed greedily into chunks of at most `max_tokens` word
+pieces. Consecutive chunks share trailing units of up to `overlap` tokens. Chunks never cross
+a page boundary, so a citation's page is exact. Every chunk is re-counted at the end and
+split again if joining units changed its length: nothing is silently truncated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .types import Chunk, PageText
+
+PAGE_SEPARATOR = "\n\n"
+_PARAGRAPH = re.compile(r"\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+|\n")
+
+
+class Tokenizer(Protocol):
+    """The embedding model's tokenizer: counts and locates word pieces."""
+
+    def count(self, texts: Sequence[str]) -> list[int]: ...
+
+    def offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+
+@dataclass
+class _Unit:
+    start: int
+    end: int
+    tokens: int
+    page: int | None
+
+
+def document_text(pages: Sequence[PageText]) -> tuple[str, list[int]]:
+    """Join pages into one text; returns it with each page's start offset."""
+    starts, parts, pos = [], [], 0
+    for page in pages:
+        starts.append(pos)
+        parts.append(page.text)
+        pos += len(page.text) + len(PAGE_SEPARATOR)
+    return PAGE_SEPARATOR.join(parts), starts
+
+
+def _spans(text: str, pattern: re.Pattern, start: int, end: int) -> list[tuple[int, int]]:
+    """Non-blank pieces of text[start:end] between matches of pattern, as absolute offsets."""
+    out, pos = [], start
+    for match in pattern.finditer(text, start, end):
+        out.append((pos, match.start()))
+        pos = match.end()
+    out.append((pos, end))
+    trimmed = []
+    for a, b in out:
+        while a < b and text[a].isspace():
+            a += 1
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if a < b:
+            trimmed.append((a, b))
+    return trimmed
+
+
+class Chunker:
+    def __init__(self, tokenizer: Tokenizer, max_tokens: int = 200, overlap: int = 40):
+        if overlap >= max_tokens:
+            raise ValueError("overlap must be smaller than max_tokens")
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+
+    def chunk(self, pages: Sequence[PageText], id_prefix: str) -> list[Chunk]:
+        text, starts = document_text(pages)
+        units: list[_Unit] = []
+        for page, start in zip(pages, starts):
+            units.extend(self._units(text, start, start + len(page.text), page.number))
+        chunks: list[Chunk] = []
+        for first, last in self._pack(units):
+            self._emit(text, units[first : last + 1], chunks, id_prefix)
+        return chunks
+
+    # Units: paragraphs, refined into sentences and token windows only where too long.
+    def _units(self, text: str, start: int, end: int, page: int | None) -> list[_Unit]:
+        out: list[_Unit] = []
+        paragraphs = _spans(text, _PARAGRAPH, start, end)
+        counts = self.tokenizer.count([text[a:b] for a, b in paragraphs])
+        for (a, b), n in zip(paragraphs, counts):
+            if n <= self.max_tokens:
+                out.append(_Unit(a, b, n, page))
+                continue
+            sentences = _spans(text, _SENTENCE_END, a, b)
+            sentence_counts = self.tokenizer.count([text[x:y] for x, y in sentences])
+            for (x, y), m in zip(sentences, sentence_counts):
+                if m <= self.max_tokens:
+                    out.append(_Unit(x, y, m, page))
+                else:
+                    out.extend(self._windows(text, x, y, page))
+        return out
+
+    def _windows(self, text: str, start: int, end: int, page: int | None, size: int = 0) -> list[_Unit]:
+        offsets = self.tokenizer.offsets(text[start:end])
+        size = size or self.max_tokens
+        out = []
+        for i in range(0, len(offsets), size):
+            window = offsets[i : i + size]
+            out.append(_Unit(start + window[0][0], start + window[-1][1], len(window), page))
+        return out
+
+    def _pack(self, units: list[_Unit]) -> list[tuple[int, int]]:
+        """Greedy packing with overlap; returns (first, last) unit indexes per chunk."""
+        spans: list[tuple[int, int]] = []
+        i = 0
+        while i < len(units):
+            total, j = units[i].tokens, i
+            while (
+                j + 1 < len(units)
+                and units[j + 1].page == units[i].page
+                and total + units[j + 1].tokens <= self.max_tokens
+            ):
+                j += 1
+                total += units[j].tokens
+            spans.append((i, j))
+            if j + 1 >= len(units):
+                break
+            # Start the next chunk with trailing units worth at most `overlap` tokens,
+            # but always move forward, and never carry overlap across a page break.
+            nxt, carried = j + 1, 0
+            if units[j + 1].page == units[j].page:
+                while nxt - 1 > i and carried + units[nxt - 1].tokens <= self.overlap:
+                    nxt -= 1
+                    carried += units[nxt].tokens
+            i = nxt
+        return spans
+
+    def _emit(self, text: str, units: list[_Unit], chunks: list[Chunk], prefix: str) -> None:
+        start, end = units[0].start, units[-1].end
+        body = text[start:end]
+        tokens = self.tokenizer.count([body])[0]
+        if tokens > self.max_tokens and len(units) > 1:
+            half = len(units) // 2  # joining changed the count: split rather than truncate
+            self._emit(text, units[:half], chunks, prefix)
+            self._emit(text, units[half:], chunks, prefix)
+            return
+        if tokens > self.max_tokens:
+            # Re-tokenizing a cut can add a piece or two: cut with a margin.
+            for window in self._windows(text, start, end, units[0].page, self.max_tokens - 8):
+                self._emit(text, [window], chunks, prefix)  # one unit, recounted exactly
+            return
+        index = len(chunks)
+        chunks.append(
+            Chunk(
+                id=f"{prefix}-{index:05d}",
+                index=index,
+                text=body,
+                page_start=units[0].page,
+                page_end=units[-1].page,
+                char_start=start,
+                char_end=end,
+                tokens=tokens,
+            )
+        )

@@ -1,0 +1,189 @@
+"""enclave-cli: the headless face of the engine (index, search, docs, remove).
+
+Every subcommand takes --data-dir and --json, before or after the subcommand. Results go to
+stdout (JSON with --json); progress and errors go to stderr. Exit code 0 on success, 1 for
+an error of the environment (missing path, damaged or locked index), 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import EnclaveError
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    # On subcommands the defaults are suppressed so they never overwrite a value given before
+    # the subcommand name.
+    default = argparse.SUPPRESS if suppress else None
+    parser.add_argument("--data-dir", default=default, help="data folder (default: $ENCLAVE_DATA_DIR or the user data folder)")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False, help="print JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="enclave-cli", description="Enclave: private, offline document search and answers.")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("index", help="index files and folders (incremental)")
+    _common(p, suppress=True)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--collection", default="default")
+    p.add_argument("--password-file", metavar="F", help="a file with one PDF password per line, tried in order")
+
+    p = sub.add_parser("search", help="hybrid search over indexed documents")
+    _common(p, suppress=True)
+    p.add_argument("question")
+    p.add_argument("-k", type=int, default=None, help="number of sources (default: top_k from settings)")
+    p.add_argument("--collection", default="default")
+
+    p = sub.add_parser("docs", help="list documents and their state")
+    _common(p, suppress=True)
+    p.add_argument("--collection", default=None)
+
+    p = sub.add_parser("remove", help="forget documents (a folder forgets everything under it)")
+    _common(p, suppress=True)
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--collection", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="enclave: %(message)s")
+    if args.command == "search" and args.k is not None and not 1 <= args.k <= 100:
+        parser.error("-k must be between 1 and 100")
+    try:
+        return COMMANDS[args.command](args)
+    except EnclaveError as exc:
+        print(f"enclave-cli: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("enclave-cli: interrupted", file=sys.stderr)
+        return 130
+
+
+def _engine(args):
+    from .engine import Engine  # keeps `enclave-cli --help` instant
+
+    return Engine(args.data_dir)
+
+
+def _emit(args, data, human: str) -> None:
+    if args.json:
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(human)
+
+
+def cmd_index(args) -> int:
+    from .indexer import IndexReport
+
+    passwords: list[str] = []
+    if args.password_file:
+        try:
+            text = Path(args.password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise EnclaveError(f"Cannot read the password file {args.password_file}: {exc.strerror}.") from exc
+        passwords = [line.rstrip("\r\n") for line in text.splitlines() if line.strip()]
+    for path in args.paths:
+        if not os.path.exists(path):
+            raise EnclaveError(f"No such file or folder: {path}")
+    engine = _engine(args)
+    report = None
+    with _progress_bar() as bar:
+        for event in engine.index(args.paths, args.collection, passwords):
+            if isinstance(event, IndexReport):
+                report = event
+            else:
+                bar(event)
+    data = report.to_json()
+    human = (
+        f"indexed {report.indexed}, unchanged {report.unchanged}, skipped {len(report.skipped)}, "
+        f"failed {len(report.failed)}; chunks +{report.chunks_added} -{report.chunks_removed} "
+        f"in {report.seconds:.1f} s"
+    )
+    for item in report.failed:
+        human += f"\n  failed  {item['path']}: {item['reason']}"
+    for item in report.skipped:
+        human += f"\n  skipped {item['path']}: {item['reason']}"
+    _emit(args, data, human)
+    return 0
+
+
+class _progress_bar:
+    """A rich progress bar on an interactive stderr; silent otherwise (CI, pipes, --json files)."""
+
+    def __enter__(self):
+        self._progress = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._progress = Progress(
+                TextColumn("indexing"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[chunks]} chunks"), TimeRemainingColumn(),
+                TextColumn("{task.fields[current]}"), console=Console(stderr=True), transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("index", total=None, chunks=0, current="")
+        return self._update
+
+    def _update(self, event) -> None:
+        if self._progress is not None:
+            self._progress.update(
+                self._task, total=event.files_total, completed=event.files_done,
+                chunks=event.chunks_done, current=Path(event.current).name[-40:],
+            )
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+        return False
+
+
+def cmd_search(args) -> int:
+    hits = _engine(args).search(args.question, args.collection, args.k)
+    data = [h.to_json() for h in hits]
+    lines = []
+    for n, h in enumerate(hits, 1):
+        page = f" p.{h.page}" if h.page else ""
+        snippet = " ".join(h.text.split())[:160]
+        lines.append(f"[{n}] {h.path}{page}  ({h.score:.4f})\n    {snippet}")
+    _emit(args, data, "\n".join(lines) or "no results")
+    return 0
+
+
+def cmd_docs(args) -> int:
+    docs = _engine(args).documents(args.collection)
+    data = [d.to_json() for d in docs]
+    lines = [
+        f"{d.state:9} {d.chunks:6} chunks {str(d.pages or '-'):>5} pages  {d.path}"
+        + (f"  ({d.reason})" if d.reason else "")
+        for d in docs
+    ]
+    _emit(args, data, "\n".join(lines) or "no documents")
+    return 0
+
+
+def cmd_remove(args) -> int:
+    forgotten = _engine(args).remove(args.paths, args.collection)
+    if not forgotten:
+        raise EnclaveError("None of the given paths is in the index.")
+    _emit(args, {"removed": forgotten}, "\n".join(f"removed {p}" for p in forgotten))
+    return 0
+
+
+COMMANDS = {"index": cmd_index, "search": cmd_search, "docs": cmd_docs, "remove": cmd_remove}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

