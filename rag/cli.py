@@ -1,4 +1,4 @@
-"""enclave-cli: the headless face of the engine (index, search, docs, remove).
+"""enclave-cli: the headless face of the engine (index, search, docs, remove, ask, chat, eval).
 
 Every subcommand takes --data-dir and --json, before or after the subcommand. Results go to
 stdout (JSON with --json); progress and errors go to stderr. Exit code 0 on success, 1 for
@@ -51,6 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, suppress=True)
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--collection", default=None)
+
+    for name, text in (("ask", "answer one question from the documents, with citations"),
+                       ("chat", "an interactive conversation with the documents")):
+        p = sub.add_parser(name, help=text)
+        _common(p, suppress=True)
+        if name == "ask":
+            p.add_argument("question")
+        p.add_argument("--collection", default="default")
+        p.add_argument("--model", metavar="PATH", help="a GGUF model file (default: settings, else the bundled one)")
+        p.add_argument("-k", type=int, default=None, help="sources to retrieve (default: top_k from settings)")
+
+    p = sub.add_parser("eval", help="measure retrieval, answers and refusals on a SQuAD 2.0 file")
+    _common(p, suppress=True)
+    p.add_argument("squad", metavar="SQUAD_JSON")
+    p.add_argument("--limit", type=int, default=None, help="answer at most N questions (evenly spread)")
+    p.add_argument("--model", metavar="PATH", help="a GGUF model file")
+    p.add_argument("--retrieval-only", action="store_true", help="skip answering (fast)")
+    p.add_argument("--plot", metavar="PNG", help="write the refusal trade-off curve here")
     return parser
 
 
@@ -58,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="enclave: %(message)s")
-    if args.command == "search" and args.k is not None and not 1 <= args.k <= 100:
+    if getattr(args, "k", None) is not None and not 1 <= args.k <= 100:
         parser.error("-k must be between 1 and 100")
     try:
         return COMMANDS[args.command](args)
@@ -182,7 +200,143 @@ def cmd_remove(args) -> int:
     return 0
 
 
-COMMANDS = {"index": cmd_index, "search": cmd_search, "docs": cmd_docs, "remove": cmd_remove}
+def _answer(engine, question, args, history=()):
+    """Stream one answer to stdout; Ctrl-C stops the model at once and keeps what it said."""
+    from .answer import Answer
+
+    stop = {"now": False}
+    result = None
+    events = engine.ask(question, args.collection, args.k, history, should_stop=lambda: stop["now"])
+    try:
+        for event in events:
+            if isinstance(event, Answer):
+                result = event
+            elif not args.json:
+                sys.stdout.write(event)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        stop["now"] = True
+        for event in events:  # the generator sees should_stop and finishes cleanly
+            if isinstance(event, Answer):
+                result = event
+        if not args.json:
+            sys.stdout.write(" [stopped]")
+    return result
+
+
+def _print_sources(answer) -> None:
+    print()
+    if answer.uncited and not answer.refused:
+        print("(the answer cites no source; these are the sources it was given)")
+    for s in answer.sources:
+        page = f", page {s['page']}" if s["page"] else ""
+        print(f"[{s['n']}] {s['path']}{page}")
+        if s.get("support"):
+            print(f"    \u201c{' '.join(s['support']['text'].split())[:200]}\u201d")
+
+
+def cmd_ask(args) -> int:
+    engine = _engine(args)
+    if args.model:
+        engine.use_model(args.model)
+    answer = _answer(engine, args.question, args)
+    if args.json:
+        _emit(args, answer.to_json(), "")
+    else:
+        _print_sources(answer)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    engine = _engine(args)
+    if args.model:
+        engine.use_model(args.model)
+    print(f"Enclave chat on collection {args.collection!r}: ask a question, Ctrl-D to leave, Ctrl-C stops an answer.",
+          file=sys.stderr)
+    info = engine.load_model()
+    print(f"model: {info['path']} ({'GPU' if info['gpu_layers'] else 'CPU'})", file=sys.stderr)
+    history: list[tuple[str, str]] = []
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            return 0
+        if not question:
+            continue
+        answer = _answer(engine, question, args, history)
+        if args.json:
+            _emit(args, answer.to_json(), "")
+        else:
+            _print_sources(answer)
+        if not answer.refused:
+            history = (history + [(question, answer.text)])[-4:]
+
+
+def cmd_eval(args) -> int:
+    from . import evaluation
+
+    if not Path(args.squad).is_file():
+        raise EnclaveError(f"No such file: {args.squad}")
+    if args.limit is not None and args.limit < 1:
+        raise EnclaveError("--limit must be at least 1")
+    from .config import Settings
+    from .engine import Engine
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="enclave-eval-data-") as tmp:
+        # The user's settings (model, threshold, top-k) apply; the eval's index stays private.
+        settings = Settings.load(_data_dir(args))
+        engine = Engine(tmp, settings=settings)
+        if args.model:
+            engine.use_model(args.model)
+
+        def progress(done, total):
+            if sys.stderr.isatty():
+                print(f"\reval: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        try:
+            report = evaluation.run(Path(args.squad), engine, args.limit, not args.retrieval_only, progress)
+        finally:
+            engine.close()
+    curve = evaluation.threshold_curve(report["evidence"])
+    chosen = evaluation.choose_threshold(curve)
+    report["refusal"]["suggested_threshold"] = chosen
+    # What each signal alone achieves within the same 10% budget on answerable questions.
+    report["refusal"]["signals"] = {
+        signal: evaluation.choose_threshold(evaluation.threshold_curve(report["evidence"], signal=signal))
+        for signal in ("strength", "keyword", "coverage", "margin")
+    }
+    if args.plot:
+        evaluation.plot_curve(curve, chosen, Path(args.plot))
+    evidence = report.pop("evidence")
+    if args.json:
+        _emit(args, report, "")
+    else:
+        r, a, f, t = report["retrieval"], report["answers"], report["refusal"], report["timings"]
+        print(f"questions {report['questions']} ({report['answerable']} answerable)")
+        print(f"retrieval  recall@1 {r['recall_at_1']}  recall@5 {r['recall_at_5']}  MRR {r['mrr']}")
+        print(f"answers    F1 {a['f1']}  exact match {a['exact_match']}")
+        print(f"refusal    unanswerable refused {f['unanswerable_refused']}  answerable refused {f['answerable_refused']}"
+              f"  (threshold {f['threshold']}; suggested {chosen['threshold']})")
+        print(f"timings    first token p50 {t['first_token_ms_p50']} ms  p95 {t['first_token_ms_p95']} ms  total p50 {t['total_ms_p50']} ms")
+    del evidence
+    return 0
+
+
+def _data_dir(args):
+    from .config import resolve_data_dir
+
+    return resolve_data_dir(args.data_dir)
+
+
+COMMANDS = {
+    "index": cmd_index, "search": cmd_search, "docs": cmd_docs, "remove": cmd_remove,
+    "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval,
+}
 
 
 if __name__ == "__main__":

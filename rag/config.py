@@ -71,6 +71,8 @@ class Settings:
     gpu_layers: int = -1  # -1: all layers when llama.cpp was built with GPU support, else 0
     temperature: float = 0.0
     embed_batch_size: int = 32
+    # Refuse without calling the model below this best cosine similarity (see rag/answer.py).
+    refusal_threshold: float = 0.39
 
     def validate(self) -> None:
         problems = []
@@ -84,6 +86,8 @@ class Settings:
             problems.append("context_size must be between 512 and 131072")
         if self.gpu_layers < -1:
             problems.append("gpu_layers must be -1 (auto), 0 (CPU) or a positive number")
+        if not -1.0 <= self.refusal_threshold <= 1.0:
+            problems.append("refusal_threshold must be between -1 and 1")
         if not 0.0 <= self.temperature <= 2.0:
             problems.append("temperature must be between 0 and 2")
         if problems:

@@ -10,11 +10,13 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from .answer import Answer, Answerer
 from .catalog import Catalog, DocumentRow
 from .chunking import Chunker
 from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
 from .errors import EnclaveError
+from .generation import Generator
 from .indexer import Indexer, IndexReport, Progress
 from .retrieval import Retriever
 from .store import VectorStore
@@ -33,6 +35,8 @@ class Engine:
         self.catalog = Catalog(self.data_dir)
         self.store = VectorStore(self.data_dir)
         self._embedder = embedder  # built lazily from settings unless given (unit tests)
+        self._generator: Generator | None = None
+        self._model_override: Path | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -44,6 +48,51 @@ class Engine:
 
     def warm_up(self) -> None:
         self.embedder.warm_up()
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            s = self.settings
+            path = self._model_override or s.llm_model_path()
+            self._generator = Generator(
+                path, n_ctx=s.context_size, gpu_layers=None if s.gpu_layers < 0 else s.gpu_layers
+            )
+        return self._generator
+
+    def use_model(self, path: str | os.PathLike | None) -> None:
+        """Answer with another GGUF from now on (None: the one in settings). Loads lazily."""
+        if self._generator is not None:
+            self._generator.close()
+        self._generator = None
+        self._model_override = Path(path).expanduser() if path else None
+
+    def load_model(self) -> dict:
+        """Load the answering model now; a bad file raises and leaves no half-loaded model."""
+        generator = self.generator
+        try:
+            generator.warm_up()
+        except Exception:
+            self._generator = None
+            raise
+        return generator.info
+
+    def ask(
+        self,
+        question: str,
+        collection: str = "default",
+        k: int | None = None,
+        history: Sequence[tuple[str, str]] = (),
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yields the answer's text pieces, then the Answer."""
+        self.load_model()
+        answerer = Answerer(
+            lambda query, n: self.search(query, collection, n),
+            self.generator,
+            threshold=self.settings.refusal_threshold,
+            temperature=self.settings.temperature,
+        )
+        return answerer.ask(question, k or self.settings.top_k, history, should_stop)
 
     def _indexer(self) -> Indexer:
         embedder = self.embedder
@@ -113,6 +162,8 @@ class Engine:
         }
 
     def close(self) -> None:
+        if self._generator is not None:
+            self._generator.close()
         self.catalog.close()
 
 
