@@ -150,6 +150,8 @@ def _source(n: int, hit: Hit, answer: str | None, cited: bool) -> dict:
         "n": n,
         "path": hit.path,
         "page": hit.page,
+        "page_end": hit.page_end,
+        "char_start": hit.char_start,  # where the chunk starts in Engine.document_text(path)
         "chunk_id": hit.chunk_id,
         "text": hit.text,
         "score": round(hit.score, 6),

@@ -12,15 +12,21 @@ from pathlib import Path
 
 from .answer import Answer, Answerer
 from .catalog import Catalog, DocumentRow
-from .chunking import Chunker
+from .chunking import Chunker, document_text
+from .conversations import ConversationStore
 from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
 from .errors import EnclaveError
 from .generation import Generator
 from .indexer import Indexer, IndexReport, Progress
+from .loaders import load
 from .retrieval import Retriever
 from .store import VectorStore
 from .types import Hit
+
+WELCOME_DIR = Path(__file__).resolve().parents[1] / "assets" / "welcome"
+WELCOME_COLLECTION = "Welcome"
+WELCOME_MARKER = ".welcome-indexed"
 
 
 class Engine:
@@ -37,6 +43,7 @@ class Engine:
         self._embedder = embedder  # built lazily from settings unless given (unit tests)
         self._generator: Generator | None = None
         self._model_override: Path | None = None
+        self._conversations: ConversationStore | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -137,6 +144,57 @@ class Engine:
     def collections(self) -> list[str]:
         return [row["name"] for row in self.catalog.collections()]
 
+    # --- collections ---------------------------------------------------------------------
+
+    def create_collection(self, name: str) -> None:
+        _check_collection_name(name)
+        if self.catalog.collection(name) is not None:
+            raise EnclaveError(f"A collection named {name!r} already exists.")
+        self.catalog.ensure_collection(name)
+
+    def rename_collection(self, old: str, new: str) -> None:
+        _check_collection_name(new)
+        if self.catalog.collection(old) is None:
+            raise EnclaveError(f"There is no collection named {old!r}.")
+        if self.catalog.collection(new) is not None:
+            raise EnclaveError(f"A collection named {new!r} already exists.")
+        # Vectors live under a store name that does not change: a rename is one UPDATE.
+        self.catalog.db.execute("UPDATE collections SET name = ? WHERE name = ?", (new, old))
+
+    def delete_collection(self, name: str) -> int:
+        """Forget a collection: its documents, chunks, FTS rows and vectors. Returns documents."""
+        row = self.catalog.collection(name)
+        if row is None:
+            raise EnclaveError(f"There is no collection named {name!r}.")
+        docs = self.catalog.documents(name)
+        with self.catalog.transaction():
+            self.catalog.db.execute("DELETE FROM collections WHERE name = ?", (name,))  # cascades
+            self.catalog.forget_store(row["store_name"])
+        self.store.drop(row["store_name"])
+        for doc in docs:
+            self.conversations.forget_document(doc.path)
+        return len(docs)
+
+    @property
+    def conversations(self) -> ConversationStore:
+        if self._conversations is None:
+            self._conversations = ConversationStore(self.data_dir)
+        return self._conversations
+
+    def document_text(self, path: str | os.PathLike) -> str:
+        """The document's text as indexed: chunk offsets point into it."""
+        document = load(path)
+        return document_text(document.pages)[0]
+
+    def ensure_welcome(self) -> IndexReport | None:
+        """On a new data folder, index the bundled guide so the first question has an answer."""
+        marker = self.data_dir / WELCOME_MARKER
+        if marker.exists() or not WELCOME_DIR.is_dir():
+            return None
+        report = self.index_all([WELCOME_DIR], collection=WELCOME_COLLECTION)
+        marker.write_text("indexed\n")
+        return report
+
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns paths forgotten."""
         embedder_free = Indexer(self.catalog, self.store, embedder=None, chunker=None)  # type: ignore[arg-type]
@@ -151,6 +209,8 @@ class Engine:
                 for target in targets:
                     if embedder_free.forget(name, target) is not None:
                         forgotten.append(target)
+        for target in forgotten:
+            self.conversations.forget_document(target)
         return forgotten
 
     def stats(self) -> dict:
@@ -164,6 +224,8 @@ class Engine:
     def close(self) -> None:
         if self._generator is not None:
             self._generator.close()
+        if self._conversations is not None:
+            self._conversations.close()
         self.catalog.close()
 
 

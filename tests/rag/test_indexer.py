@@ -139,3 +139,31 @@ def test_collections_are_separate(engine, folder):
 def test_missing_path_is_an_error_before_anything_happens(engine, tmp_path):
     with pytest.raises(EnclaveError, match="No such file"):
         engine.index_all([tmp_path / "nope"])
+
+
+def test_collections_can_be_renamed_and_deleted_with_their_vectors(engine, folder):
+    engine.index_all([folder], collection="work")
+    store_name = engine.catalog.collection("work")["store_name"]
+    engine.rename_collection("work", "projects")
+    assert engine.collections() == ["projects"]
+    assert engine.search("zebra2", "projects", k=1)[0].path.endswith("note2.txt")
+    with pytest.raises(EnclaveError, match="already exists"):
+        engine.create_collection("projects")
+    assert engine.delete_collection("projects") == 6
+    assert engine.collections() == [] and engine.documents() == []
+    assert engine.catalog.db.execute("SELECT COUNT(*) FROM chunks_fts").fetchone()[0] == 0
+    assert store_name not in [c.name for c in engine.store.client.list_collections()]
+
+
+def test_document_text_matches_chunk_offsets(engine, folder):
+    engine.index_all([folder])
+    hit = engine.search("quasars", k=1)[0]
+    text = engine.document_text(hit.path)
+    assert text[hit.char_start : hit.char_end] == hit.text
+
+
+def test_the_welcome_guide_is_indexed_once(engine):
+    report = engine.ensure_welcome()
+    assert report is not None and report.indexed >= 1 and not report.failed
+    assert "Welcome" in engine.collections()
+    assert engine.ensure_welcome() is None
