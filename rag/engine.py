@@ -20,6 +20,7 @@ from .errors import EnclaveError
 from .generation import Generator
 from .indexer import Indexer, IndexReport, Progress
 from .loaders import load
+from .lock import WriterLock
 from .retrieval import Retriever
 from .store import VectorStore
 from .types import Hit
@@ -44,6 +45,7 @@ class Engine:
         self._generator: Generator | None = None
         self._model_override: Path | None = None
         self._conversations: ConversationStore | None = None
+        self.lock = WriterLock(self.data_dir)  # taken on the first write, held until close()
 
     @property
     def embedder(self) -> Embedder:
@@ -116,6 +118,7 @@ class Engine:
     ) -> Iterator[Progress | IndexReport]:
         """Yields Progress events, then the IndexReport."""
         _check_collection_name(collection)
+        self.lock.acquire()
         return self._indexer().run(paths, collection, passwords, should_stop)
 
     def index_all(self, paths, collection="default", passwords=()) -> IndexReport:
@@ -148,12 +151,14 @@ class Engine:
 
     def create_collection(self, name: str) -> None:
         _check_collection_name(name)
+        self.lock.acquire()
         if self.catalog.collection(name) is not None:
             raise EnclaveError(f"A collection named {name!r} already exists.")
         self.catalog.ensure_collection(name)
 
     def rename_collection(self, old: str, new: str) -> None:
         _check_collection_name(new)
+        self.lock.acquire()
         if self.catalog.collection(old) is None:
             raise EnclaveError(f"There is no collection named {old!r}.")
         if self.catalog.collection(new) is not None:
@@ -167,6 +172,7 @@ class Engine:
         if row is None:
             raise EnclaveError(f"There is no collection named {name!r}.")
         docs = self.catalog.documents(name)
+        self.lock.acquire()
         with self.catalog.transaction():
             self.catalog.db.execute("DELETE FROM collections WHERE name = ?", (name,))  # cascades
             self.catalog.forget_store(row["store_name"])
@@ -197,6 +203,7 @@ class Engine:
 
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns paths forgotten."""
+        self.lock.acquire()
         embedder_free = Indexer(self.catalog, self.store, embedder=None, chunker=None)  # type: ignore[arg-type]
         forgotten = []
         names = [collection] if collection else self.collections()
@@ -227,6 +234,7 @@ class Engine:
         if self._conversations is not None:
             self._conversations.close()
         self.catalog.close()
+        self.lock.release()
 
 
 def _check_collection_name(name: str) -> None:

@@ -167,3 +167,36 @@ def test_the_welcome_guide_is_indexed_once(engine):
     assert report is not None and report.indexed >= 1 and not report.failed
     assert "Welcome" in engine.collections()
     assert engine.ensure_welcome() is None
+
+
+def test_a_second_writer_is_refused_with_the_holder_named_and_readers_still_work(engine, folder, data_dir):
+    from rag.errors import IndexLocked
+
+    engine.index_all([folder])
+    other = Engine(data_dir, embedder=CountingEmbedder())
+    with pytest.raises(IndexLocked, match=f"in use by process {os.getpid()}"):
+        other.index_all([folder])
+    assert other.search("zebra4", k=1)[0].path.endswith("note4.txt")  # reading needs no lock
+    engine.close()
+    assert other.index_all([folder]).unchanged == 6  # the lock went with its holder
+    other.close()
+
+
+def test_cli_reports_locked_and_damaged_indexes_in_one_line(engine, folder, data_dir, tmp_path):
+    import subprocess
+    import sys
+
+    engine.index_all([folder])  # this process now holds the writer lock
+    env = dict(os.environ, ENCLAVE_DATA_DIR=str(data_dir))
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "remove", str(folder / "note1.txt")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "in use by process" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "catalog.sqlite3").write_bytes(b"this is not a database" * 100)
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "docs", "--data-dir", str(damaged)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "damaged" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
