@@ -71,6 +71,10 @@ class Settings:
     gpu_layers: int = -1  # -1: all layers when llama.cpp was built with GPU support, else 0
     temperature: float = 0.0
     embed_batch_size: int = 32
+    # Each file is read in a separate process under these limits (rag/parsing.py).
+    parse_timeout_s: float = 60.0
+    parse_memory_mb: int = 1024
+    parse_workers: int = 0  # 0: one per CPU core
     # Refuse without calling the model below this best cosine similarity (see rag/answer.py).
     refusal_threshold: float = 0.39
 
@@ -86,6 +90,12 @@ class Settings:
             problems.append("context_size must be between 512 and 131072")
         if self.gpu_layers < -1:
             problems.append("gpu_layers must be -1 (auto), 0 (CPU) or a positive number")
+        if not 1.0 <= self.parse_timeout_s <= 3600.0:
+            problems.append("parse_timeout_s must be between 1 and 3600 seconds")
+        if not 128 <= self.parse_memory_mb <= 65536:
+            problems.append("parse_memory_mb must be between 128 and 65536")
+        if not 0 <= self.parse_workers <= 64:
+            problems.append("parse_workers must be between 0 (one per core) and 64")
         if not -1.0 <= self.refusal_threshold <= 1.0:
             problems.append("refusal_threshold must be between -1 and 1")
         if not 0.0 <= self.temperature <= 2.0:

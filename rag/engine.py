@@ -21,6 +21,7 @@ from .generation import Generator
 from .indexer import Indexer, IndexReport, Progress
 from .loaders import load
 from .lock import WriterLock
+from .parsing import ParseLimits, ParsePool
 from .retrieval import Retriever
 from .store import VectorStore
 from .types import Hit
@@ -45,6 +46,7 @@ class Engine:
         self._generator: Generator | None = None
         self._model_override: Path | None = None
         self._conversations: ConversationStore | None = None
+        self._parse_pool: ParsePool | None = None
         self.lock = WriterLock(self.data_dir)  # taken on the first write, held until close()
 
     @property
@@ -107,7 +109,15 @@ class Engine:
         embedder = self.embedder
         limit = min(self.settings.chunk_tokens, embedder.max_tokens)
         chunker = Chunker(embedder, max_tokens=limit, overlap=min(self.settings.chunk_overlap, limit // 2 - 1))
-        return Indexer(self.catalog, self.store, embedder, chunker)
+        return Indexer(self.catalog, self.store, embedder, chunker, self.parse_pool)
+
+    @property
+    def parse_pool(self) -> ParsePool:
+        """Reader processes, started on the first file that needs reading, kept until close()."""
+        if self._parse_pool is None:
+            s = self.settings
+            self._parse_pool = ParsePool(ParseLimits(s.parse_timeout_s, s.parse_memory_mb, s.parse_workers))
+        return self._parse_pool
 
     def index(
         self,
@@ -233,6 +243,8 @@ class Engine:
             self._generator.close()
         if self._conversations is not None:
             self._conversations.close()
+        if self._parse_pool is not None:
+            self._parse_pool.close()
         self.catalog.close()
         self.lock.release()
 

@@ -25,7 +25,8 @@ from . import loaders
 from .catalog import Catalog, DocumentRow
 from .chunking import Chunker
 from .embedding import Embedder
-from .errors import EnclaveError, FileProblem, FileSkipped, PasswordRequired
+from .errors import EnclaveError, FileSkipped
+from .parsing import ParsePool
 from .store import VectorStore
 from .types import Chunk, LoadedDocument
 
@@ -82,6 +83,16 @@ class IndexReport:
         }
 
 
+SETTLED = ("indexed", "skipped", "failed")
+
+
+@dataclass
+class _Job:
+    path: str
+    stat: os.stat_result
+    digest: str
+
+
 @dataclass
 class _Pending:
     path: str
@@ -122,11 +133,25 @@ def discover(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
 
 
 class Indexer:
-    def __init__(self, catalog: Catalog, store: VectorStore, embedder: Embedder, chunker: Chunker):
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: VectorStore,
+        embedder: Embedder,
+        chunker: Chunker,
+        pool: ParsePool | None = None,
+    ):
         self.catalog = catalog
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
+        self._pool = pool
+
+    @property
+    def pool(self) -> ParsePool:
+        if self._pool is None:
+            self._pool = ParsePool()
+        return self._pool
 
     def run(
         self,
@@ -146,19 +171,41 @@ class Indexer:
         ]
         self._finish_pending_deletes()
         pending: list[_Pending] = []
-        chunks_done = 0
+        done = chunks_done = 0
 
-        def progress(i: int, current: str) -> Progress:
-            return Progress(i, len(files), chunks_done, current, time.perf_counter() - started)
+        def progress(current: str) -> Progress:
+            return Progress(done, len(files), chunks_done, current, time.perf_counter() - started)
 
-        for i, path in enumerate(files):
+        # Pass 1, cheap: a stat, and a hash where the stat changed, decide what must be read.
+        jobs: dict[str, _Job] = {}
+        for path in files:
             if should_stop and should_stop():
                 report.cancelled = True
                 break
-            self._consider(path, collection, store_name, passwords, report, pending)
-            if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
-                chunks_done += self._flush(pending, collection, store_name, report)
-            yield progress(i + 1, path)
+            job = self._triage(path, collection, store_name, passwords, report)
+            if job is None:
+                done += 1
+                yield progress(path)
+            else:
+                jobs[path] = job
+        # Pass 2: isolated workers read files while this process chunks and embeds.
+        if jobs and not report.cancelled:
+            results = self.pool.map((p, p, passwords) for p in jobs)
+            try:
+                waited = time.perf_counter()
+                for path, result in results:
+                    report.stages["parse"] += time.perf_counter() - waited
+                    self._accept(jobs[path], result, collection, store_name, report, pending)
+                    if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
+                        chunks_done += self._flush(pending, collection, store_name, report)
+                    done += 1
+                    yield progress(path)
+                    if should_stop and should_stop():
+                        report.cancelled = True
+                        break
+                    waited = time.perf_counter()
+            finally:
+                results.close()
         if pending:
             chunks_done += self._flush(pending, collection, store_name, report)
         if not report.cancelled:
@@ -169,61 +216,59 @@ class Indexer:
                         report.chunks_removed += self._forget(doc, store_name)
                         report.removed_documents += 1
         report.seconds = time.perf_counter() - started
-        yield progress(len(files) if not report.cancelled else i, "")
+        yield progress("")
         yield report
 
     # --- per file ----------------------------------------------------------------------
 
-    def _consider(self, path, collection, store_name, passwords, report, pending) -> None:
+    def _triage(self, path, collection, store_name, passwords, report) -> _Job | None:
+        """Settle a file that needs no reading; otherwise return what reading it needs."""
         t0 = time.perf_counter()
         try:
-            stat = os.stat(path)
-        except OSError as exc:
-            report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
-            return
-        row = self.catalog.document(collection, path)
-        retry = row is not None and row.state == "failed" and bool(passwords) and _is_password(row)
-        if row and not retry and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
-            self._repeat(row, report)
+            try:
+                stat = os.stat(path)
+            except OSError as exc:
+                report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
+                return None
+            row = self.catalog.document(collection, path)
+            retry = row is not None and row.state == "failed" and bool(passwords) and _is_password(row)
+            if row and not retry and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
+                self._repeat(row, report)
+                return None
+            try:
+                digest = file_hash(path)
+            except OSError as exc:
+                report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
+                return None
+            if row and not retry and row.content_hash == digest and row.state in SETTLED:
+                self.catalog.touch_document(row.id, stat.st_size, stat.st_mtime_ns)
+                self._repeat(row, report)
+                return None
+            suffix = os.path.splitext(path)[1].lower()
+            if suffix not in loaders.SUPPORTED_SUFFIXES:  # no need to start a reader for it
+                what = suffix or "(no extension)"
+                self._record_outcome(collection, store_name, path, stat, digest, "skipped",
+                                     f"unsupported file type {what}", None, report)
+                return None
+            return _Job(path, stat, digest)
+        finally:
             report.stages["scan"] += time.perf_counter() - t0
-            return
-        try:
-            digest = file_hash(path)
-        except OSError as exc:
-            report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
-            return
-        if row and not retry and row.content_hash == digest and row.state != "indexing":
-            self.catalog.touch_document(row.id, stat.st_size, stat.st_mtime_ns)
-            self._repeat(row, report)
-            report.stages["scan"] += time.perf_counter() - t0
-            return
-        report.stages["scan"] += time.perf_counter() - t0
 
-        t1 = time.perf_counter()
-        try:
-            document = loaders.load(path, passwords)
-        except (FileSkipped, FileProblem) as exc:
-            report.stages["parse"] += time.perf_counter() - t1
-            state = "skipped" if isinstance(exc, FileSkipped) else "failed"
-            self._record_outcome(collection, store_name, path, stat, digest, state, str(exc),
-                                 getattr(exc, "page_count", None), report)
+    def _accept(self, job: _Job, result, collection, store_name, report, pending) -> None:
+        if isinstance(result, EnclaveError):
+            state = "skipped" if isinstance(result, FileSkipped) else "failed"
+            self._record_outcome(collection, store_name, job.path, job.stat, job.digest, state, str(result),
+                                 getattr(result, "page_count", None), report)
             return
-        except Exception as exc:  # a parser bug must cost one file, not the batch
-            log.exception("unexpected error while reading %s", path)
-            report.stages["parse"] += time.perf_counter() - t1
-            self._record_outcome(collection, store_name, path, stat, digest, "failed",
-                                 f"could not be read ({type(exc).__name__}: {exc})", None, report)
-            return
-        t2 = time.perf_counter()
-        report.stages["parse"] += t2 - t1
-        prefix = digest[:16] + "-" + hashlib.sha1(f"{collection}\0{path}".encode()).hexdigest()[:8]
-        chunks = self.chunker.chunk(document.pages, prefix)
-        report.stages["chunk"] += time.perf_counter() - t2
+        t0 = time.perf_counter()
+        prefix = job.digest[:16] + "-" + hashlib.sha1(f"{collection}\0{job.path}".encode()).hexdigest()[:8]
+        chunks = self.chunker.chunk(result.pages, prefix)
+        report.stages["chunk"] += time.perf_counter() - t0
         if not chunks:
-            self._record_outcome(collection, store_name, path, stat, digest, "skipped",
-                                 "no text found", document.page_count, report)
+            self._record_outcome(collection, store_name, job.path, job.stat, job.digest, "skipped",
+                                 "no text found", result.page_count, report)
             return
-        pending.append(_Pending(path, stat, digest, document, chunks))
+        pending.append(_Pending(job.path, job.stat, job.digest, result, chunks))
 
     def _repeat(self, row: DocumentRow, report: IndexReport) -> None:
         """A file whose content is unchanged keeps its earlier outcome."""

@@ -14,6 +14,7 @@ import io
 import logging
 import re
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from charset_normalizer import from_bytes
 from docx.oxml.ns import qn
 from docx.text.paragraph import Paragraph
 from pypdf import PageObject, PasswordType, PdfReader
+from pypdf.errors import LimitReachedError
 from pypdf.generic import DictionaryObject, IndirectObject
 
 from .errors import EnclaveError, FileSkipped, FileUnreadable, PasswordRequired
@@ -63,8 +65,8 @@ def load(path: str | Path, passwords: Sequence[str] = ()) -> LoadedDocument:
         raise FileSkipped(NO_TEXT)
     try:
         doc = loader(path, data, passwords)
-    except EnclaveError:
-        raise
+    except (EnclaveError, MemoryError):
+        raise  # MemoryError: the isolated reader reports it as a memory limit, not damage
     except Exception as exc:  # a parser bug must cost one file, never the whole batch
         raise FileUnreadable(
             f"could not read the file (it may be damaged): {_detail(exc)}"
@@ -80,6 +82,11 @@ def load(path: str | Path, passwords: Sequence[str] = ()) -> LoadedDocument:
         err.page_count = doc.page_count  # the catalog still records how many pages there are
         raise err
     return doc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """zlib reports a failed allocation as zlib.error, not MemoryError."""
+    return isinstance(exc, MemoryError) or (isinstance(exc, zlib.error) and "allocate" in str(exc))
 
 
 def _detail(exc: BaseException, limit: int = 160) -> str:
@@ -137,6 +144,11 @@ def _load_pdf(path: Path, data: bytes, passwords: Sequence[str]) -> LoadedDocume
         if number <= len(page_objects):
             try:
                 text = _clean(page_objects[number - 1].extract_text() or "")
+            except LimitReachedError as exc:  # pypdf's guard against decompression bombs
+                raise FileUnreadable(
+                    f"refused: page {number} holds compressed data that expands beyond the "
+                    f"safety limit (a decompression bomb?): {_detail(exc)}"
+                ) from exc
             except Exception as exc:  # one bad page must not lose the others
                 problems.append(f"page {number}: text could not be extracted ({_detail(exc)})")
         if text.count("\ufffd") > 0.3 * len(text.strip()):
@@ -363,6 +375,8 @@ def _load_docx(path: Path, data: bytes, passwords: Sequence[str]) -> LoadedDocum
         document = docx.Document(io.BytesIO(data))
         body = document.element.body
     except Exception as exc:
+        if _out_of_memory(exc):  # a zip bomb: report the memory limit, not damage
+            raise MemoryError(str(exc)) from exc
         raise FileUnreadable(
             f"not a valid Word document (the file may be damaged or mislabeled): {_detail(exc)}"
         ) from exc

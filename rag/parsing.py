@@ -1,0 +1,210 @@
+"""Reading files in isolated worker processes, each file under a time and a memory limit.
+
+A parser that loops forever, a decompression bomb, or a crash inside a C extension costs
+that one file ("took longer than 60 s", "needed more than 1024 MiB") and never the batch or
+the application. Workers are long-lived (spawned once, reused) and replaced when one has to
+be killed. They run while the parent embeds, so parsing and embedding overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from .errors import EnclaveError, FileSkipped, FileUnreadable, PasswordRequired
+from .types import LoadedDocument
+
+_ERRORS = {"skipped": FileSkipped, "unreadable": FileUnreadable}
+
+
+@dataclass(frozen=True)
+class ParseLimits:
+    seconds: float = 60.0
+    memory_mb: int = 1024
+    workers: int = 0  # 0: one per CPU core
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+
+def _worker_main(inbox: Connection, conn: Connection, memory_mb: int) -> None:
+    """Child process: read paths from the pipe, send documents or errors back."""
+    import resource
+
+    # The limit covers the address space, so a bomb fails with MemoryError inside the parser.
+    limit = memory_mb * 1024 * 1024 + _baseline_bytes()
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from . import loaders
+
+    while True:
+        try:
+            job = inbox.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if job is None:
+            return
+        path, passwords = job
+        try:
+            conn.send(("ok", loaders.load(path, passwords)))
+        except PasswordRequired as exc:
+            conn.send(("password", str(exc), getattr(exc, "page_count", None), len(passwords)))
+        except FileSkipped as exc:
+            conn.send(("skipped", str(exc), getattr(exc, "page_count", None)))
+        except EnclaveError as exc:
+            conn.send(("unreadable", str(exc), None))
+        except MemoryError:
+            conn.send(("unreadable", f"needed more than {memory_mb} MiB of memory to read", None))
+        except Exception as exc:  # a parser bug: this file fails, the worker lives on
+            conn.send(("unreadable", f"could not be read ({type(exc).__name__}: {exc})"[:300], None))
+
+
+def _baseline_bytes() -> int:
+    """Address space the worker already uses (interpreter, libraries) before any file."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 256 * 1024 * 1024
+
+
+class _Worker:
+    """A reader process of its own (`python -m rag.parsing`), talking over two pipes.
+
+    A plain subprocess rather than multiprocessing: nothing of the parent (torch, Qt, its
+    __main__ module) is forked or re-imported, whatever program Enclave runs in.
+    """
+
+    def __init__(self, memory_mb: int):
+        down_r, down_w = os.pipe()
+        up_r, up_w = os.pipe()
+        env = dict(os.environ)
+        root = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "rag.parsing", str(down_r), str(up_w), str(memory_mb)],
+            pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, env=env, close_fds=True,
+        )
+        os.close(down_r)
+        os.close(up_w)
+        self.outbox = Connection(down_w, readable=False)
+        self.conn = Connection(up_r, writable=False)
+        self.job: tuple | None = None
+        self.deadline = 0.0
+
+    def send(self, message) -> None:
+        self.outbox.send(message)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(5)
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
+        self.outbox.close()
+        self.conn.close()
+
+
+class ParsePool:
+    """Submit (key, path, passwords); results come back in completion order."""
+
+    def __init__(self, limits: ParseLimits = ParseLimits()):
+        self.limits = limits
+        self._workers: list[_Worker] = []
+
+    def map(self, jobs: Iterable[tuple[object, str, Sequence[str]]]) -> Iterator[tuple[object, LoadedDocument | EnclaveError]]:
+        """Reusable: a map abandoned half-way leaves busy workers, which are replaced here."""
+        queue = deque(jobs)
+        if not queue:
+            return
+        for worker in list(self._workers):
+            if worker.job is not None:
+                self._replace(worker)
+        while len(self._workers) < min(self.limits.worker_count, len(queue)):
+            self._workers.append(_Worker(self.limits.memory_mb))
+        busy: dict[Connection, _Worker] = {}
+        while queue or busy:
+            for worker in self._workers:
+                if worker.job is None and queue:
+                    worker.job = queue.popleft()
+                    worker.deadline = time.monotonic() + self.limits.seconds
+                    worker.send((worker.job[1], list(worker.job[2])))
+                    busy[worker.conn] = worker
+            timeout = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
+            for conn in wait(list(busy), timeout=timeout):
+                worker = busy.pop(conn)
+                key = worker.job[0]
+                try:
+                    message = conn.recv()
+                except (EOFError, OSError):
+                    yield key, FileUnreadable(self._death(worker))
+                    self._replace(worker)
+                    continue
+                worker.job = None
+                yield key, _result(message)
+            now = time.monotonic()
+            for conn, worker in list(busy.items()):
+                if now >= worker.deadline:
+                    busy.pop(conn)
+                    key = worker.job[0]
+                    self._replace(worker)
+                    yield key, FileUnreadable(f"took longer than {self.limits.seconds:g} s to read; it was stopped")
+
+    def _death(self, worker: _Worker) -> str:
+        try:
+            code = worker.process.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None and code < 0 and -code == 9:
+            return f"needed more than {self.limits.memory_mb} MiB of memory to read (the system stopped the reader)"
+        return f"the reader crashed on this file (exit code {code})"
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        self._workers[self._workers.index(worker)] = _Worker(self.limits.memory_mb)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            try:
+                worker.send(None)
+            except OSError:
+                pass
+        for worker in self._workers:
+            try:
+                worker.process.wait(2)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait(2)
+            worker.close_pipes()
+        self._workers = []
+
+    def __enter__(self) -> "ParsePool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _result(message: tuple) -> LoadedDocument | EnclaveError:
+    kind = message[0]
+    if kind == "ok":
+        return message[1]
+    if kind == "password":
+        error = PasswordRequired("", tried=message[3])
+        error.page_count = message[2]
+        return error
+    error = _ERRORS[kind](message[1])
+    error.page_count = message[2]
+    return error
+
+
+if __name__ == "__main__":
+    _worker_main(Connection(int(sys.argv[1]), writable=False), Connection(int(sys.argv[2]), readable=False),
+                 int(sys.argv[3]))
