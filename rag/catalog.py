@@ -78,6 +78,15 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (store_name, chunk_id)
     );
     """,
+    # 2: vectors about to be written are journaled first, so a kill between writing them and
+    # committing their chunks leaves a record of what to take back out of Chroma.
+    """
+    CREATE TABLE pending_adds (
+        store_name TEXT NOT NULL,
+        chunk_id   TEXT NOT NULL,
+        PRIMARY KEY (store_name, chunk_id)
+    );
+    """,
 ]
 
 
@@ -295,6 +304,37 @@ class Catalog:
     def forget_store(self, store_name: str) -> None:
         """The store was dropped whole: nothing journaled for it is left to delete."""
         self.db.execute("DELETE FROM pending_deletes WHERE store_name = ?", (store_name,))
+        self.db.execute("DELETE FROM pending_adds WHERE store_name = ?", (store_name,))
+
+    def journal_adds(self, store_name: str, ids: Sequence[str]) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO pending_adds(store_name, chunk_id) VALUES (?, ?)",
+            [(store_name, i) for i in ids],
+        )
+
+    def settle_adds(self, store_name: str, ids: Sequence[str]) -> None:
+        self.db.executemany(
+            "DELETE FROM pending_adds WHERE store_name = ? AND chunk_id = ?", [(store_name, i) for i in ids]
+        )
+
+    def unsettled_adds(self) -> dict[str, list[str]]:
+        """Journaled vector ids whose chunks never reached the catalog."""
+        out: dict[str, list[str]] = {}
+        rows = self.db.execute(
+            "SELECT p.store_name, p.chunk_id FROM pending_adds p LEFT JOIN chunks c ON c.id = p.chunk_id "
+            "WHERE c.id IS NULL"
+        )
+        for store_name, chunk_id in rows:
+            out.setdefault(store_name, []).append(chunk_id)
+        return out
+
+    def store_chunk_ids(self, store_name: str) -> set[str]:
+        rows = self.db.execute(
+            """SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id
+               JOIN collections k ON k.name = d.collection WHERE k.store_name = ?""",
+            (store_name,),
+        )
+        return {r[0] for r in rows}
 
     # --- chunks for retrieval ----------------------------------------------------------
 

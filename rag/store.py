@@ -99,6 +99,15 @@ class VectorStore:
     def all_ids(self, store_name: str) -> list[str]:
         return list(self._collection(store_name).get(include=[])["ids"])
 
+    def close(self) -> None:
+        """Forget the client: Chroma caches one system per path, which a moved store must not reuse."""
+        if self._client is not None:
+            from chromadb.api.client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+        self._client = None
+        self._collections = {}
+
     def drop(self, store_name: str) -> None:
         self._collections.pop(store_name, None)
         try:

@@ -80,6 +80,22 @@ def _network_guard():
         pytest.fail("test reached for the network: " + "; ".join(new), pytrace=False)
 
 
+NETGUARD_LOG = Path(os.environ.setdefault("ENCLAVE_NETGUARD_LOG", str(Path("/tmp") / f"enclave-netguard-{os.getpid()}.log")))
+# Subprocesses (the CLI, reader processes) load the same guard through sitecustomize.
+os.environ["PYTHONPATH"] = str(ROOT / "tests" / "netguard") + os.pathsep + str(ROOT) + (
+    os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""
+)
+
+
+@pytest.fixture(autouse=True)
+def _subprocess_network_guard():
+    before = NETGUARD_LOG.read_text() if NETGUARD_LOG.exists() else ""
+    yield
+    after = NETGUARD_LOG.read_text() if NETGUARD_LOG.exists() else ""
+    if after != before:
+        pytest.fail("a subprocess reached for the network: " + after[len(before):].strip(), pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path, monkeypatch) -> Path:
     """Every test gets its own data folder, through the same variable users set."""

@@ -135,3 +135,17 @@ def test_cli_ask_json_and_eval_json_keep_their_contract(tmp_path):
             if group != "timings":
                 assert 0.0 <= value <= 1.0
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_bundled_model_is_checked_against_its_published_hash(tmp_path, monkeypatch, real_embedder):
+    import rag.generation as generation
+
+    engine = Engine(tmp_path / "data", embedder=real_embedder)
+    monkeypatch.setattr(generation, "DEFAULT_MODEL_SHA256", "0" * 64)
+    with pytest.raises(ModelInvalid, match="published SHA-256"):
+        engine.load_model()
+    monkeypatch.undo()
+    engine.use_model(None)
+    engine.load_model()
+    assert engine.model_sha256() == generation.DEFAULT_MODEL_SHA256
+    engine.close()

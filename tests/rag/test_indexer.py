@@ -200,3 +200,33 @@ def test_cli_reports_locked_and_damaged_indexes_in_one_line(engine, folder, data
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "damaged" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_verify_finds_and_repairs_missing_orphan_and_fts_damage(engine, folder):
+    engine.index_all([folder])
+    assert engine.verify()["consistent"]
+    store_name = engine.catalog.collection("default")["store_name"]
+    some = sorted(engine.store.all_ids(store_name))[:2]
+    engine.store.delete(store_name, some)  # vectors lost
+    engine.store.add(store_name, ["stray-1"], engine.embedder.embed(["stray"]), [{"path": "/nowhere"}])
+    engine.catalog.db.execute("DELETE FROM chunks_fts_data WHERE id > 10")  # FTS damaged
+    report = engine.verify()
+    entry = report["collections"][0]
+    assert not report["consistent"] and (entry["missing_vectors"], entry["orphan_vectors"]) == (2, 1)
+    assert not report["fts_consistent"]
+    repaired = engine.verify(repair=True)
+    assert repaired["consistent"] and repaired["fts_consistent"]
+    assert engine.verify()["consistent"]
+    assert engine.search("zebra1", k=1)[0].path.endswith("note1.txt")
+
+
+def test_vectors_written_before_an_interrupted_commit_are_taken_back(engine, folder):
+    engine.index_all([folder])
+    store_name = engine.catalog.collection("default")["store_name"]
+    # What a kill between the Chroma write and the catalog commit leaves behind:
+    with engine.catalog.transaction():
+        engine.catalog.journal_adds(store_name, ["new-0", "new-1"])
+    engine.store.add(store_name, ["new-0", "new-1"], engine.embedder.embed(["a", "b"]), [{"path": "x"}] * 2)
+    report = engine.verify()
+    assert report["recovered"]["vectors_taken_back"] == 2 and report["consistent"]
+    assert "new-0" not in engine.store.all_ids(store_name)
