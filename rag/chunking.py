@@ -47,7 +47,7 @@ def document_text(pages: Sequence[PageText]) -> tuple[str, list[int]]:
     return PAGE_SEPARATOR.join(parts), starts
 
 
-def _spans(text: str, pattern: re.Pattern, start: int, end: int) -> list[tuple[int, int]]:
+def split_spans(text: str, pattern: re.Pattern, start: int, end: int) -> list[tuple[int, int]]:
     """Non-blank pieces of text[start:end] between matches of pattern, as absolute offsets."""
     out, pos = [], start
     for match in pattern.finditer(text, start, end):
@@ -86,13 +86,13 @@ class Chunker:
     # Units: paragraphs, refined into sentences and token windows only where too long.
     def _units(self, text: str, start: int, end: int, page: int | None) -> list[_Unit]:
         out: list[_Unit] = []
-        paragraphs = _spans(text, _PARAGRAPH, start, end)
+        paragraphs = split_spans(text, _PARAGRAPH, start, end)
         counts = self.tokenizer.count([text[a:b] for a, b in paragraphs])
         for (a, b), n in zip(paragraphs, counts):
             if n <= self.max_tokens:
                 out.append(_Unit(a, b, n, page))
                 continue
-            sentences = _spans(text, _SENTENCE_END, a, b)
+            sentences = split_spans(text, _SENTENCE_END, a, b)
             sentence_counts = self.tokenizer.count([text[x:y] for x, y in sentences])
             for (x, y), m in zip(sentences, sentence_counts):
                 if m <= self.max_tokens:

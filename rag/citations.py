@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import re
 
+from .chunking import split_spans
+
 _CITATION = re.compile(
     r"\[\s*(?:(?:sources?|src|ref)\.?\s*)?"
     r"(\d{1,4}(?:\s*(?:,|;|&|and|-|\u2013)\s*(?:(?:sources?|src)\.?\s*)?\d{1,4})*)\s*\]",
@@ -102,21 +104,7 @@ def content_stems(text: str) -> list[str]:
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) offsets of the sentences of `text`, whitespace trimmed, none empty."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for match in _SENTENCE_END.finditer(text):
-        spans.append((start, match.start()))
-        start = match.end()
-    spans.append((start, len(text)))
-    trimmed = []
-    for a, b in spans:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if a < b:
-            trimmed.append((a, b))
-    return trimmed
+    return split_spans(text, _SENTENCE_END, 0, len(text))
 
 
 def best_support(answer_text: str, source_text: str) -> tuple[int, int, str]:
