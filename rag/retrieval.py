@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
 from .catalog import Catalog
 from .embedding import Embedder
 from .store import VectorStore
@@ -45,12 +47,6 @@ class Retriever:
         self.store = store
         self.embedder = embedder
 
-    def vector(self, query: str, collection: str, k: int) -> list[tuple[str, float]]:
-        row = self.catalog.collection(collection)
-        if row is None:
-            return []
-        vector = self.embedder.embed([query])[0]
-        return self.store.query(row["store_name"], vector, k)
 
     def keyword(self, query: str, collection: str, k: int) -> list[tuple[str, float]]:
         match = fts_query(query)
@@ -59,9 +55,22 @@ class Retriever:
         return self.catalog.keyword_search(collection, match, k)
 
     def search(self, query: str, collection: str = "default", k: int = 5) -> list[Hit]:
-        vector_hits = self.vector(query, collection, CANDIDATES * k)
+        row = self.catalog.collection(collection)
+        if row is None:
+            return []
+        store_name = row["store_name"]
+        query_vector = self.embedder.embed([query])[0]
+        vector_hits = self.store.query(store_name, query_vector, CANDIDATES * k)
         keyword_hits = self.keyword(query, collection, CANDIDATES * k)
-        return fuse(self.catalog, vector_hits, keyword_hits, k)
+        hits = fuse(self.catalog, vector_hits, keyword_hits, k)
+        # A chunk only BM25 found still gets its cosine similarity: refusal reads it.
+        missing = [h for h in hits if h.vector_score is None]
+        if missing:
+            vectors = self.store.vectors(store_name, [h.chunk_id for h in missing])
+            for h in missing:
+                if h.chunk_id in vectors:
+                    h.vector_score = float(np.dot(query_vector, vectors[h.chunk_id]))
+        return hits
 
 
 def fuse(

@@ -93,6 +93,10 @@ class VectorStore:
         )
         return [(i, 1.0 - float(d)) for i, d in zip(result["ids"][0], result["distances"][0])]
 
+    def vectors(self, store_name: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        got = self._collection(store_name).get(ids=list(ids), include=["embeddings"])
+        return {i: np.asarray(v, dtype=np.float32) for i, v in zip(got["ids"], got["embeddings"])}
+
     def count(self, store_name: str) -> int:
         return self._collection(store_name).count()
 

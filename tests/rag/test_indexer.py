@@ -230,3 +230,10 @@ def test_vectors_written_before_an_interrupted_commit_are_taken_back(engine, fol
     report = engine.verify()
     assert report["recovered"]["vectors_taken_back"] == 2 and report["consistent"]
     assert "new-0" not in engine.store.all_ids(store_name)
+
+
+def test_every_hit_carries_its_cosine_even_when_only_bm25_found_it(engine, folder):
+    engine.index_all([folder])
+    hits = engine.search("zebra3", k=5)
+    assert hits and all(h.vector_score is not None for h in hits)
+    assert all(-1.0 <= h.vector_score <= 1.0 for h in hits)
