@@ -1,0 +1,145 @@
+"""The work the engine worker runs: each function takes (engine, job) and runs on the
+worker thread. This module and workers.py are the only desktop code that touches the engine.
+Results are plain dicts and lists (the same JSON shapes as enclave-cli) or engine dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+DEFAULT_COLLECTION = "default"
+WELCOME_COLLECTION = "Welcome"
+
+
+def load_model(engine, job) -> dict:
+    return engine.load_model()
+
+
+def ensure_welcome(engine, job):
+    report = engine.ensure_welcome()
+    return report.to_json() if report is not None else None
+
+
+def library(collection: str | None):
+    def run(engine, job) -> dict:
+        names = engine.collections()
+        if DEFAULT_COLLECTION not in names:
+            engine.create_collection(DEFAULT_COLLECTION)
+            names = engine.collections()
+        chosen = collection if collection in names else DEFAULT_COLLECTION
+        return {
+            "collections": names,
+            "collection": chosen,
+            "documents": [d.to_json() for d in engine.documents(chosen)],
+            "stats": engine.stats(),
+        }
+    return run
+
+
+def index(paths: list[str], collection: str, force: bool = False, passwords: tuple[str, ...] = ()):
+    def run(engine, job):
+        if force:  # the engine skips unchanged content; forgetting first makes it read it again
+            engine.remove(paths, collection)
+        yield from engine.index(paths, collection, passwords, should_stop=job.should_stop)
+    return run
+
+
+def remove(paths: list[str], collection: str):
+    return lambda engine, job: engine.remove(paths, collection)
+
+
+def create_collection(name: str):
+    return lambda engine, job: engine.create_collection(name)
+
+
+def rename_collection(old: str, new: str):
+    return lambda engine, job: engine.rename_collection(old, new)
+
+
+def delete_collection(name: str):
+    return lambda engine, job: engine.delete_collection(name)
+
+
+def document_text(path: str):
+    return lambda engine, job: engine.document_text(path)
+
+
+def ask(question: str, collection: str, conversation: int | None):
+    """Yields text pieces, then {"answer": Answer.to_json(), "conversation": id, "stopped": bool}."""
+    from rag.answer import Answer
+
+    def run(engine, job):
+        store = engine.conversations
+        conversation_id = conversation
+        if conversation_id is None or store.get(conversation_id) is None:
+            conversation_id = store.create(collection=collection)
+        history = store.history(conversation_id)
+        if store.get(conversation_id).title == "New conversation":
+            store.rename(conversation_id, _title(question))
+        store.add_message(conversation_id, "user", question)
+        answer = None
+        for event in engine.ask(question, collection, None, history, should_stop=job.should_stop):
+            if isinstance(event, Answer):
+                answer = event
+            else:
+                yield event
+        data = answer.to_json()
+        data["question"] = question
+        store.add_message(conversation_id, "assistant", answer.text, data)
+        yield {"answer": data, "conversation": conversation_id, "stopped": job.should_stop()}
+    return run
+
+
+def conversations(engine, job) -> list[dict]:
+    return [dataclasses.asdict(row) for row in engine.conversations.list()]
+
+
+def create_conversation(collection: str):
+    return lambda engine, job: engine.conversations.create(collection=collection)
+
+
+def rename_conversation(conversation: int, title: str):
+    return lambda engine, job: engine.conversations.rename(conversation, title)
+
+
+def delete_conversation(conversation: int):
+    return lambda engine, job: engine.conversations.delete(conversation)
+
+
+def messages(conversation: int):
+    def run(engine, job) -> list[dict]:
+        return [dataclasses.asdict(m) for m in engine.conversations.messages(conversation)]
+    return run
+
+
+def export_conversation(conversation: int, target: str):
+    def run(engine, job) -> str:
+        Path(target).write_text(engine.conversations.export_markdown(conversation), encoding="utf-8")
+        return target
+    return run
+
+
+def apply_settings(new, data_dir, reload: bool, reindex: bool):
+    """Save the settings; reload the model or rebuild the index when they need it."""
+
+    def run(engine, job):
+        new.save(Path(data_dir))
+        if reindex:
+            engine = job.rebuild_engine()  # a new engine reads the new settings (embedder too)
+            for name in engine.collections():
+                paths = [d.path for d in engine.documents(name) if Path(d.path).exists()]
+                if paths:
+                    engine.remove(paths, name)
+                    yield from engine.index(paths, name, should_stop=job.should_stop)
+        else:
+            engine.settings = new
+            if reload:
+                engine.use_model(None)
+        yield {"model": engine.load_model() if (reload or reindex) else None}
+    return run
+
+
+def _title(question: str) -> str:
+    line = " ".join(question.split())
+    return line if len(line) <= 60 else line[:57] + "…"

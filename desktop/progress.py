@@ -1,0 +1,81 @@
+"""Indexing progress: files done/total, the current file, chunks/s, ETA; pause, resume, cancel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "estimating…"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s left"
+    return f"{seconds // 60} min {seconds % 60:02d} s left"
+
+
+class IndexProgressWidget(QWidget):
+    pause_clicked = Signal()
+    resume_clicked = Signal()
+    cancel_clicked = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.bar = QProgressBar()
+        self.bar.setObjectName("indexProgress")
+        self.bar.setAccessibleName("Indexing progress")
+        self.bar.setFormat("%v / %m files")
+        self.bar.setMinimumWidth(180)
+        self.label = QLabel()
+        self.label.setObjectName("indexProgressLabel")
+        self.label.setMinimumWidth(200)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setAccessibleName("Pause indexing")
+        self.pause_button.clicked.connect(self._on_pause_clicked)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setAccessibleName("Cancel indexing")
+        self.cancel_button.clicked.connect(self.cancel_clicked)
+        self._paused = False
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(6, 2, 6, 2)
+        layout.addWidget(QLabel("Indexing"))
+        layout.addWidget(self.bar, 1)
+        layout.addWidget(self.label, 2)
+        layout.addWidget(self.pause_button)
+        layout.addWidget(self.cancel_button)
+        self.hide()
+
+    def begin(self, what: str) -> None:
+        self._paused = False
+        self.pause_button.setText("Pause")
+        self.bar.setRange(0, 0)  # busy until the first event says how many files
+        self.label.setText(f"Looking at {what}…")
+        self.show()
+
+    def update_progress(self, files_done: int, files_total: int, chunks_done: int, current: str,
+                        elapsed: float, eta: float | None) -> None:
+        self.bar.setRange(0, max(files_total, 1))
+        self.bar.setValue(files_done)
+        name = Path(current).name if current else ""
+        parts = ["paused"] if self._paused else []
+        parts.append(name or "finishing…")
+        if chunks_done and elapsed > 0:
+            parts.append(f"{chunks_done / elapsed:.0f} chunks/s")
+        # Unchanged and skipped files go by in a blink: no ETA until the rate means something.
+        parts.append(format_eta(eta if files_done >= 3 and elapsed >= 2 else None))
+        self.label.setText("  ·  ".join(parts))
+        self.label.setToolTip(current)
+
+    def end(self) -> None:
+        self.hide()
+
+    @Slot()
+    def _on_pause_clicked(self) -> None:
+        self._paused = not self._paused
+        self.pause_button.setText("Resume" if self._paused else "Pause")
+        self.pause_button.setAccessibleName("Resume indexing" if self._paused else "Pause indexing")
+        (self.pause_clicked if self._paused else self.resume_clicked).emit()

@@ -1,0 +1,203 @@
+"""The settings dialog: validated with Settings.validate(); says what a change will cost."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import (
+    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
+    QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+)
+
+from rag.config import Settings
+from rag.errors import EnclaveError
+
+RELOAD_FIELDS = ("llm_model", "gpu_layers", "context_size")
+REINDEX_FIELDS = ("chunk_tokens", "chunk_overlap", "embedding_model")
+BUNDLED_LLM = "Bundled: SmolLM2-135M-Instruct (default)"
+BUNDLED_EMBEDDER = "Bundled: all-MiniLM-L6-v2 (default)"
+
+
+def what_changes(old: Settings, new: Settings) -> tuple[bool, bool]:
+    """(needs a model reload, needs a re-index)."""
+    reload = any(getattr(old, f) != getattr(new, f) for f in RELOAD_FIELDS)
+    reindex = any(getattr(old, f) != getattr(new, f) for f in REINDEX_FIELDS)
+    return reload, reindex
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, settings: Settings, data_dir: str, parent=None):
+        super().__init__(parent)
+        self.setObjectName("settingsDialog")
+        self.setWindowTitle("Enclave settings")
+        self._original = settings
+        self._result: Settings | None = None
+
+        self.model = QComboBox()
+        self.model.setObjectName("modelChoice")
+        self.model.setAccessibleName("Answering model file")
+        self.model.addItem(BUNDLED_LLM, "")
+        if settings.llm_model:
+            self.model.addItem(settings.llm_model, settings.llm_model)
+            self.model.setCurrentIndex(1)
+        choose_model = QPushButton("Choose GGUF…")
+        choose_model.setAccessibleName("Choose a GGUF model file")
+        choose_model.clicked.connect(self._on_choose_model_clicked)
+
+        self.gpu_mode = QComboBox()
+        self.gpu_mode.setAccessibleName("GPU layers")
+        self.gpu_mode.addItems(["Auto (all layers on a GPU if there is one)", "CPU only (0)", "Number of layers"])
+        self.gpu_layers = QSpinBox()
+        self.gpu_layers.setAccessibleName("Number of GPU layers")
+        self.gpu_layers.setRange(1, 999)
+        if settings.gpu_layers < 0:
+            self.gpu_mode.setCurrentIndex(0)
+        elif settings.gpu_layers == 0:
+            self.gpu_mode.setCurrentIndex(1)
+        else:
+            self.gpu_mode.setCurrentIndex(2)
+            self.gpu_layers.setValue(settings.gpu_layers)
+        self.gpu_mode.currentIndexChanged.connect(self._on_gpu_mode_changed)
+        self._on_gpu_mode_changed(self.gpu_mode.currentIndex())
+
+        self.context = self._spin(256, 262144, settings.context_size, "Context size in tokens", step=512)
+        self.temperature = QDoubleSpinBox()
+        self.temperature.setAccessibleName("Temperature")
+        self.temperature.setRange(-1.0, 5.0)
+        self.temperature.setSingleStep(0.1)
+        self.temperature.setValue(settings.temperature)
+        self.top_k = self._spin(0, 200, settings.top_k, "Sources retrieved per question (top-k)")
+        self.chunk = self._spin(1, 2000, settings.chunk_tokens, "Chunk size in word pieces")
+
+        self.embedder = QComboBox()
+        self.embedder.setAccessibleName("Embedding model")
+        self.embedder.addItem(BUNDLED_EMBEDDER, "")
+        if settings.embedding_model:
+            self.embedder.addItem(settings.embedding_model, settings.embedding_model)
+            self.embedder.setCurrentIndex(1)
+        choose_embedder = QPushButton("Choose folder…")
+        choose_embedder.setAccessibleName("Choose an embedding model folder")
+        choose_embedder.clicked.connect(self._on_choose_embedder_clicked)
+
+        folder = QLineEdit(str(data_dir))
+        folder.setReadOnly(True)
+        folder.setAccessibleName("Data folder")
+        folder.setToolTip("Set ENCLAVE_DATA_DIR before starting Enclave to move it.")
+
+        form = QFormLayout()
+        form.addRow("Model file", _pair(self.model, choose_model))
+        form.addRow("GPU layers", _pair(self.gpu_mode, self.gpu_layers))
+        form.addRow("Context size", self.context)
+        form.addRow("Temperature", self.temperature)
+        form.addRow("Top-k", self.top_k)
+        form.addRow("Chunk size", self.chunk)
+        form.addRow("Embedding model", _pair(self.embedder, choose_embedder))
+        form.addRow("Data folder", folder)
+
+        self.message = QLabel()
+        self.message.setObjectName("settingsMessage")
+        self.message.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
+        buttons.accepted.connect(self._on_accepted)
+        buttons.rejected.connect(self.reject)
+        for field in (self.model, self.gpu_mode, self.embedder):
+            field.currentIndexChanged.connect(self._on_changed)
+        for field in (self.context, self.gpu_layers, self.top_k, self.chunk, self.temperature):
+            field.valueChanged.connect(self._on_changed)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.message)
+        layout.addWidget(buttons)
+
+    def _spin(self, low, high, value, name, step=1) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setSingleStep(step)
+        spin.setValue(value)
+        spin.setAccessibleName(name)
+        return spin
+
+    def chosen(self) -> Settings:
+        gpu = {0: -1, 1: 0}.get(self.gpu_mode.currentIndex(), self.gpu_layers.value())
+        return dataclasses.replace(
+            self._original,
+            llm_model=self.model.currentData() or "",
+            gpu_layers=gpu,
+            context_size=self.context.value(),
+            temperature=round(self.temperature.value(), 2),
+            top_k=self.top_k.value(),
+            chunk_tokens=self.chunk.value(),
+            chunk_overlap=min(self._original.chunk_overlap, max(self.chunk.value() // 2 - 1, 0)),
+            embedding_model=self.embedder.currentData() or "",
+        )
+
+    def result_settings(self) -> Settings | None:
+        return self._result
+
+    @Slot()
+    def _on_changed(self, *_args) -> None:
+        new = self.chosen()
+        try:
+            new.validate()
+        except EnclaveError as exc:
+            self.message.setText(str(exc))
+            return
+        reload, reindex = what_changes(self._original, new)
+        notes = []
+        if reload:
+            notes.append("The answering model will be loaded again in the background.")
+        if reindex:
+            notes.append("Your documents will be indexed again in the background.")
+        self.message.setText(" ".join(notes))
+
+    @Slot(int)
+    def _on_gpu_mode_changed(self, index: int) -> None:
+        self.gpu_layers.setEnabled(index == 2)
+
+    @Slot()
+    def _on_choose_model_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
+        if not path:
+            return
+        from rag.generation import check_gguf  # reads the header only
+
+        try:
+            check_gguf(path)
+        except EnclaveError as exc:
+            self.message.setText(str(exc))
+            return
+        self.model.addItem(path, path)
+        self.model.setCurrentIndex(self.model.count() - 1)
+
+    @Slot()
+    def _on_choose_embedder_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose a sentence-transformers model folder", str(Path.home()))
+        if not folder:
+            return
+        if not (Path(folder) / "config.json").exists():
+            self.message.setText(f"{folder} is not a sentence-transformers model folder (it has no config.json).")
+            return
+        self.embedder.addItem(folder, folder)
+        self.embedder.setCurrentIndex(self.embedder.count() - 1)
+
+    @Slot()
+    def _on_accepted(self) -> None:
+        new = self.chosen()
+        try:
+            new.validate()
+        except EnclaveError as exc:
+            self.message.setText(str(exc))
+            return
+        self._result = new
+        self.accept()
+
+
+def _pair(first: QWidget, second: QWidget) -> QWidget:
+    box = QWidget()
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(first, 1)
+    layout.addWidget(second)
+    return box

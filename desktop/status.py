@@ -1,0 +1,47 @@
+"""The status bar: the model in use, GPU or CPU, what is indexed, and the privacy promise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import QLabel, QStatusBar
+
+from .theme import app_icon
+
+PRIVACY = "Offline: nothing leaves this machine"
+
+
+class StatusBarWidget(QStatusBar):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = QLabel("Model: loading…")
+        self.model.setObjectName("statusModel")
+        self.model.setAccessibleName("Model in use")
+        self.device = QLabel("")
+        self.device.setObjectName("statusDevice")
+        self.counts = QLabel("")
+        self.counts.setObjectName("statusCounts")
+        self.privacy_icon = QLabel()
+        self.privacy_icon.setPixmap(app_icon().pixmap(16, 16))
+        self.privacy = QLabel(PRIVACY)
+        self.privacy.setObjectName("statusPrivacy")
+        self.privacy.setToolTip("Enclave makes no network connections: documents, questions and answers stay here.")
+        self.addWidget(self.model)
+        self.addWidget(self.device)
+        self.addWidget(self.counts)
+        self.addPermanentWidget(self.privacy_icon)
+        self.addPermanentWidget(self.privacy)
+
+    def set_model(self, info: dict | None, problem: str | None = None) -> None:
+        if problem:
+            self.model.setText("Model: not loaded")
+            self.model.setToolTip(problem)
+            self.device.setText("")
+            return
+        path = Path(info["path"])
+        self.model.setText(f"Model: {path.stem}")
+        self.model.setToolTip(str(path))
+        self.device.setText("GPU" if info.get("gpu_layers") else "CPU")
+
+    def set_stats(self, stats: dict) -> None:
+        self.counts.setText(f"{stats.get('documents', 0)} documents · {stats.get('chunks', 0)} chunks")

@@ -1,0 +1,68 @@
+"""Light and dark, following the system; the application icon; a font that exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QIcon, QPalette
+from PySide6.QtWidgets import QApplication
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+ICON = ASSETS / "icon.svg"
+FALLBACK_FONTS = ("DejaVu Sans", "Noto Sans", "Liberation Sans", "Cantarell")
+
+
+def app_icon() -> QIcon:
+    return QIcon(str(ICON))
+
+
+def dark_palette() -> QPalette:
+    palette = QPalette()
+    base, window, text = QColor(30, 32, 36), QColor(40, 43, 48), QColor(225, 228, 232)
+    palette.setColor(QPalette.Window, window)
+    palette.setColor(QPalette.WindowText, text)
+    palette.setColor(QPalette.Base, base)
+    palette.setColor(QPalette.AlternateBase, window)
+    palette.setColor(QPalette.Text, text)
+    palette.setColor(QPalette.Button, window)
+    palette.setColor(QPalette.ButtonText, text)
+    palette.setColor(QPalette.ToolTipBase, base)
+    palette.setColor(QPalette.ToolTipText, text)
+    palette.setColor(QPalette.PlaceholderText, QColor(140, 144, 150))
+    palette.setColor(QPalette.Highlight, QColor(47, 111, 219))
+    palette.setColor(QPalette.HighlightedText, QColor(255, 255, 255))
+    palette.setColor(QPalette.Link, QColor(110, 160, 255))
+    for role in (QPalette.Text, QPalette.ButtonText, QPalette.WindowText):
+        palette.setColor(QPalette.Disabled, role, QColor(120, 124, 130))
+    return palette
+
+
+def apply_theme(app: QApplication) -> None:
+    """Fusion, with the system's colour scheme; follows it when it changes."""
+    app.setStyle("Fusion")
+    _ensure_font(app)
+    _apply_scheme(app)
+    hints = QGuiApplication.styleHints()
+    if hasattr(hints, "colorSchemeChanged") and not getattr(app, "_enclave_theme_hooked", False):
+        hints.colorSchemeChanged.connect(lambda _scheme: _apply_scheme(app))
+        app._enclave_theme_hooked = True
+
+
+def _apply_scheme(app: QApplication) -> None:
+    scheme = QGuiApplication.styleHints().colorScheme()
+    if scheme == Qt.ColorScheme.Dark:
+        app.setPalette(dark_palette())
+    else:
+        app.setPalette(app.style().standardPalette())
+
+
+def _ensure_font(app: QApplication) -> None:
+    """Offscreen and minimal desktops may resolve the default family to nothing readable."""
+    families = set(QFontDatabase.families())
+    if app.font().family() in families:
+        return
+    for family in FALLBACK_FONTS:
+        if family in families:
+            app.setFont(QFont(family, 10))
+            return
