@@ -14,7 +14,6 @@ import time
 from tests.conftest import CORPUS, require
 
 FILES = [
-    "pdf/009-pdflatex-geotopo/GeoTopo-komprimiert.pdf",
     "pdf/026-latex-multicolumn/multicolumn.pdf",
     "pdf/004-pdflatex-4-pages/pdflatex-4-pages.pdf",
     "pdf/021-pdfa/crazyones-pdfa.pdf",
@@ -57,7 +56,8 @@ def test_kills_at_random_moments_leave_a_consistent_index_that_resumes(tmp_path)
     for _ in range(3):
         cmd, env = _cli(data, "index", str(folder), "--json")
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.35, 0.9) * duration)
+        # Early in the run: each resumed run has less left to do than the one before.
+        time.sleep(rng.uniform(0.3, 0.55) * duration)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -65,7 +65,7 @@ def test_kills_at_random_moments_leave_a_consistent_index_that_resumes(tmp_path)
         check = _run(data, "verify", "--json")
         report = json.loads(check.stdout)
         assert check.returncode == 0 and report["consistent"], report
-    assert kills >= 2, "the kills must land while indexing runs"
+    assert kills >= 2, f"the kills must land while indexing runs (a whole run took {duration:.1f} s)"
 
     final = _run(data, "index", str(folder), "--json")
     assert final.returncode == 0, final.stderr
