@@ -321,7 +321,7 @@ def cmd_eval(args) -> int:
     }
     if args.plot:
         evaluation.plot_curve(curve, chosen, Path(args.plot))
-    evidence = report.pop("evidence")
+    report.pop("evidence")  # per-question signals: used for the curve, too long to print
     if args.json:
         _emit(args, report, "")
     else:
@@ -332,7 +332,6 @@ def cmd_eval(args) -> int:
         print(f"refusal    unanswerable refused {f['unanswerable_refused']}  answerable refused {f['answerable_refused']}"
               f"  (threshold {f['threshold']}; suggested {chosen['threshold']})")
         print(f"timings    first token p50 {t['first_token_ms_p50']} ms  p95 {t['first_token_ms_p95']} ms  total p50 {t['total_ms_p50']} ms")
-    del evidence
     return 0
 
 

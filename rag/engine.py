@@ -20,7 +20,7 @@ from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
 from .errors import EnclaveError
 from .generation import Generator, file_sha256, verify_bundled
-from .indexer import SETTLED, Indexer, IndexReport, Progress, recover
+from .indexer import SETTLED, Indexer, IndexReport, Progress, forget_document, recover
 from .loaders import load
 from .lock import WriterLock
 from .parsing import ParseLimits, ParsePool
@@ -230,18 +230,17 @@ class Engine:
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns paths forgotten."""
         self.lock.acquire()
-        embedder_free = Indexer(self.catalog, self.store, embedder=None, chunker=None)  # type: ignore[arg-type]
         forgotten = []
         names = [collection] if collection else self.collections()
         for raw in paths:
             path = str(Path(raw).expanduser().resolve())
             for name in names:
-                targets = [d.path for d in self.catalog.documents_under(name, path)]
-                if self.catalog.document(name, path):
-                    targets.append(path)
-                for target in targets:
-                    if embedder_free.forget(name, target) is not None:
-                        forgotten.append(target)
+                store_name = self.catalog.collection(name)["store_name"]
+                docs = self.catalog.documents_under(name, path)
+                exact = self.catalog.document(name, path)
+                for doc in docs + ([exact] if exact else []):
+                    forget_document(self.catalog, self.store, doc, store_name)
+                    forgotten.append(doc.path)
         for target in forgotten:
             self.conversations.forget_document(target)
         return forgotten

@@ -331,23 +331,10 @@ class Indexer:
     # --- removal -----------------------------------------------------------------------
 
     def _forget(self, doc: DocumentRow, store_name: str) -> int:
-        with self.catalog.transaction():
-            ids = self.catalog.delete_document(doc.id, store_name)
-        self._delete_vectors(store_name, ids)
-        return len(ids)
-
-    def forget(self, collection: str, path: str) -> int | None:
-        """Remove one document from the catalog, FTS and vectors; None if it is unknown."""
-        row = self.catalog.collection(collection)
-        doc = self.catalog.document(collection, path)
-        if row is None or doc is None:
-            return None
-        return self._forget(doc, row["store_name"])
+        return forget_document(self.catalog, self.store, doc, store_name)
 
     def _delete_vectors(self, store_name: str, ids: Sequence[str]) -> None:
-        if ids:
-            self.store.delete(store_name, ids)
-            self.catalog.clear_pending(store_name, ids)
+        delete_vectors(self.catalog, self.store, store_name, ids)
 
     def _finish_pending_deletes(self) -> None:
         recover(self.catalog, self.store)
@@ -372,6 +359,21 @@ class Indexer:
         return row["store_name"]
 
 
+def delete_vectors(catalog: Catalog, store: VectorStore, store_name: str, ids: Sequence[str]) -> None:
+    """Delete vectors whose deletion the catalog journaled, then settle the journal."""
+    if ids:
+        store.delete(store_name, ids)
+        catalog.clear_pending(store_name, ids)
+
+
+def forget_document(catalog: Catalog, store: VectorStore, doc: DocumentRow, store_name: str) -> int:
+    """Remove a document from the catalog and FTS (journaled), then its vectors."""
+    with catalog.transaction():
+        ids = catalog.delete_document(doc.id, store_name)
+    delete_vectors(catalog, store, store_name, ids)
+    return len(ids)
+
+
 def recover(catalog: Catalog, store: VectorStore) -> dict[str, int]:
     """Finish what an interrupted run journaled: take out vectors whose chunks never
     committed, and make the deletions it had promised. Idempotent."""
@@ -384,8 +386,7 @@ def recover(catalog: Catalog, store: VectorStore) -> dict[str, int]:
     with catalog.transaction():  # adds whose chunks did commit need no undoing
         catalog.db.execute("DELETE FROM pending_adds WHERE chunk_id IN (SELECT id FROM chunks)")
     for store_name, ids in catalog.pending_deletes().items():
-        store.delete(store_name, ids)
-        catalog.clear_pending(store_name, ids)
+        delete_vectors(catalog, store, store_name, ids)
         deleted += len(ids)
     return {"vectors_taken_back": added, "deletions_finished": deleted}
 
