@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
+import importlib.util
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -25,50 +24,18 @@ EVAL = SHARED / "eval"
 # exception).
 
 _violations: list[str] = []
-_real_connect = socket.socket.connect
-_real_connect_ex = socket.socket.connect_ex
-_real_getaddrinfo = socket.getaddrinfo
-_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
 
 
-def _is_loopback(host) -> bool:
-    if host is None:
-        return True
-    host = host.decode() if isinstance(host, bytes) else str(host)
-    if host in _LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback
-    except ValueError:
-        return False
+def _load_guard():
+    # The same module every subprocess loads as sitecustomize, under a name that does not
+    # install its log recorder here.
+    spec = importlib.util.spec_from_file_location("enclave_netguard", ROOT / "tests" / "netguard" / "sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _check(sock, address) -> None:
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address[0]):
-        _violations.append(f"connect to {address!r}")
-        raise ConnectionRefusedError(f"test network guard: connection to {address!r} refused")
-
-
-def _guarded_connect(self, address):
-    _check(self, address)
-    return _real_connect(self, address)
-
-
-def _guarded_connect_ex(self, address):
-    _check(self, address)
-    return _real_connect_ex(self, address)
-
-
-def _guarded_getaddrinfo(host, *args, **kwargs):
-    if not _is_loopback(host):
-        _violations.append(f"DNS lookup of {host!r}")
-        raise socket.gaierror(socket.EAI_NONAME, f"test network guard: lookup of {host!r} refused")
-    return _real_getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect = _guarded_connect
-socket.socket.connect_ex = _guarded_connect_ex
-socket.getaddrinfo = _guarded_getaddrinfo
+_load_guard().install(_violations.append)
 
 
 @pytest.fixture(autouse=True)

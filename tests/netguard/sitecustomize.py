@@ -1,18 +1,19 @@
-"""Loaded by every Python subprocess a test starts (PYTHONPATH): the same network guard.
+"""The network guard: refuses connections to non-loopback addresses and lookups of
+non-local names, and records each attempt.
 
-Any connection to a non-loopback address or lookup of a non-local name is refused and
-appended to $ENCLAVE_NETGUARD_LOG, which the test reads afterwards.
+Every Python subprocess a test starts loads this file as `sitecustomize` (tests/conftest.py
+puts this folder on PYTHONPATH) and records into $ENCLAVE_NETGUARD_LOG; the test process
+itself imports it under another name and calls `install()` with its own recorder.
 """
 
 import ipaddress
 import os
 import socket
 
-_log = os.environ.get("ENCLAVE_NETGUARD_LOG")
 _LOCAL = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
 
 
-def _loopback(host) -> bool:
+def is_loopback(host) -> bool:
     if host is None:
         return True
     host = host.decode() if isinstance(host, bytes) else str(host)
@@ -24,36 +25,40 @@ def _loopback(host) -> bool:
         return False
 
 
-def _record(what: str) -> None:
-    if _log:
-        with open(_log, "a") as handle:
+def install(record) -> None:
+    """Patch socket so every off-machine attempt calls record(what) and then fails."""
+    real_connect, real_connect_ex, real_getaddrinfo = (
+        socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
+    )
+
+    def check(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_loopback(address[0]):
+            record(f"connect to {address!r}")
+            raise ConnectionRefusedError(f"network guard: connection to {address!r} refused")
+
+    def connect(self, address):
+        check(self, address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        check(self, address)
+        return real_connect_ex(self, address)
+
+    def getaddrinfo(host, *args, **kwargs):
+        if not is_loopback(host):
+            record(f"DNS lookup of {host!r}")
+            raise socket.gaierror(socket.EAI_NONAME, f"network guard: lookup of {host!r} refused")
+        return real_getaddrinfo(host, *args, **kwargs)
+
+    socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+
+
+def _record_to_log(what: str) -> None:
+    log = os.environ.get("ENCLAVE_NETGUARD_LOG")
+    if log:
+        with open(log, "a") as handle:
             handle.write(f"{os.getpid()} {what}\n")
 
 
-_connect, _connect_ex, _getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
-
-
-def _check(sock, address):
-    if sock.family in (socket.AF_INET, socket.AF_INET6) and not _loopback(address[0]):
-        _record(f"connect {address!r}")
-        raise ConnectionRefusedError(f"network guard: {address!r}")
-
-
-def connect(self, address):
-    _check(self, address)
-    return _connect(self, address)
-
-
-def connect_ex(self, address):
-    _check(self, address)
-    return _connect_ex(self, address)
-
-
-def getaddrinfo(host, *args, **kwargs):
-    if not _loopback(host):
-        _record(f"lookup {host!r}")
-        raise socket.gaierror(socket.EAI_NONAME, f"network guard: {host!r}")
-    return _getaddrinfo(host, *args, **kwargs)
-
-
-socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo = connect, connect_ex, getaddrinfo
+if __name__ == "sitecustomize":
+    install(_record_to_log)
