@@ -94,17 +94,22 @@ def run_once(stream):
     return start, first if first is not None else end, end, "".join(pieces)
 
 
+# The calls that do the model's work per token: decoding, and reading the logits (which
+# waits for the GPU) or sampling from them.
+NATIVE = ("llama_decode", "llama_sampler_sample", "llama_get_logits_ith")
+
+
 class NativeTimer:
-    """Times the two calls that do the model's work per token (llama_decode and
-    llama_sampler_sample) wherever they are called from, so that the rest of the wall
-    time per token is the Python loop's own overhead."""
+    """Times the calls that do the model's work per token (NATIVE) wherever they are
+    called from, so that the rest of the wall time per token is the Python loop's own
+    overhead."""
 
     def __init__(self):
         import llama_cpp
 
         self.modules = [sys.modules["llama_cpp"], sys.modules["llama_cpp.llama_cpp"]]
         self.originals = {
-            name: getattr(llama_cpp, name) for name in ("llama_decode", "llama_sampler_sample")
+            name: getattr(llama_cpp, name) for name in NATIVE
         }
         self.native_s = 0.0
 
@@ -170,12 +175,24 @@ def loop_only(generator: Generator, prompt, replay: list[int], max_tokens: int, 
     cost adds to llama.cpp's own time per token."""
     import llama_cpp
 
+    import ctypes
+
     modules = [sys.modules["llama_cpp"], sys.modules["llama_cpp.llama_cpp"]]
-    originals = {n: getattr(llama_cpp, n) for n in ("llama_decode", "llama_sampler_sample")}
-    tokens = iter(replay * (max_tokens // max(len(replay), 1) + 2))
+    originals = {n: getattr(llama_cpp, n) for n in NATIVE}
+    tokens = iter(replay * (4 * max_tokens // max(len(replay), 1) + 2))
+    logits = (ctypes.c_float * generator._n_vocab)()
+    pointer = ctypes.cast(logits, ctypes.POINTER(ctypes.c_float))
+    last = [0]
+
+    def fake_logits(ctx, idx):  # the next replayed token gets the highest logit
+        token = next(tokens)
+        logits[last[0]], logits[token], last[0] = 0.0, 1.0, token
+        return pointer
+
     fakes = {
         "llama_decode": lambda ctx, batch: 0,
         "llama_sampler_sample": lambda sampler, ctx, idx: next(tokens),
+        "llama_get_logits_ith": fake_logits,
     }
     generator.reset_cache()
     try:
@@ -212,12 +229,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--gpu-layers", type=int, default=None, help="default: all if a GPU")
     parser.add_argument("--threads", type=int, default=None, help="default: llama-cpp-python's")
+    parser.add_argument("--sampler", choices=("argmax", "llama"), default="argmax",
+                        help="greedy token choice: numpy argmax (Enclave's) or llama.cpp's sampler")
+    parser.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto",
+                        help="auto: on when layers run on a GPU (Enclave's default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     args = parser.parse_args(argv)
 
     model = args.model or default_model_path()
+    Generator.greedy_argmax = args.sampler == "argmax"
     generator = Generator(
-        model, n_ctx=args.n_ctx, gpu_layers=args.gpu_layers, n_threads=args.threads
+        model, n_ctx=args.n_ctx, gpu_layers=args.gpu_layers, n_threads=args.threads,
+        flash_attn={"auto": None, "on": True, "off": False}[args.flash_attn],
     )
     load_start = time.perf_counter()
     generator.warm_up()
@@ -313,6 +336,8 @@ def main(argv: list[str] | None = None) -> dict:
         "gpu_layers": generator.info["gpu_layers"],
         "n_ctx": generator.context_size,
         "threads": args.threads,
+        "flash_attn": args.flash_attn,
+        "sampler": args.sampler,
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
         "runs": args.runs,
         "max_tokens": args.max_tokens,

@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="answer at most N questions (evenly spread)")
     p.add_argument("--model", metavar="PATH", help="a GGUF model file")
     p.add_argument("--retrieval-only", action="store_true", help="skip answering (fast)")
+    p.add_argument("-k", type=int, default=None, help="sources in each prompt (default: top_k from settings)")
+    p.add_argument("--answer-tokens", type=int, default=None, help="longest answer in tokens (default 384)")
     p.add_argument("--plot", metavar="PNG", help="write the refusal trade-off curve here")
     return parser
 
@@ -292,6 +294,8 @@ def cmd_eval(args) -> int:
         raise EnclaveError(f"No such file: {args.squad}")
     if args.limit is not None and args.limit < 1:
         raise EnclaveError("--limit must be at least 1")
+    if args.answer_tokens is not None and not 1 <= args.answer_tokens <= 4096:
+        raise EnclaveError("--answer-tokens must be between 1 and 4096")
     from .config import Settings
     from .engine import Engine
     import tempfile
@@ -306,9 +310,12 @@ def cmd_eval(args) -> int:
         def progress(done, total):
             if sys.stderr.isatty():
                 print(f"\reval: {done}/{total}", end="", file=sys.stderr, flush=True)
+            elif done % 25 == 0 or done == total:  # a log line now and then, e.g. under nohup
+                print(f"eval: {done}/{total}", file=sys.stderr, flush=True)
 
         try:
-            report = evaluation.run(Path(args.squad), engine, args.limit, not args.retrieval_only, progress)
+            report = evaluation.run(Path(args.squad), engine, args.limit, not args.retrieval_only, progress,
+                                    k=args.k, answer_tokens=args.answer_tokens)
         finally:
             engine.close()
     curve = evaluation.threshold_curve(report["evidence"])

@@ -110,6 +110,7 @@ class Engine:
         k: int | None = None,
         history: Sequence[tuple[str, str]] = (),
         should_stop: Callable[[], bool] | None = None,
+        answer_tokens: int | None = None,
     ) -> Iterator[str | Answer]:
         """Yields the answer's text pieces, then the Answer."""
         self.load_model()
@@ -118,6 +119,7 @@ class Engine:
             self.generator,
             threshold=self.settings.refusal_threshold,
             temperature=self.settings.temperature,
+            **({"answer_tokens": answer_tokens} if answer_tokens else {}),
         )
         return answerer.ask(question, k or self.settings.top_k, history, should_stop)
 

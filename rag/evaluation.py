@@ -114,8 +114,13 @@ def run(
     limit: int | None = None,
     answer: bool = True,
     progress: Callable[[int, int], None] | None = None,
+    k: int | None = None,
+    answer_tokens: int | None = None,
 ) -> dict:
-    """Index the articles into a private data folder, then ask; returns the report dict."""
+    """Index the articles into a private data folder, then ask; returns the report dict.
+
+    `k` (sources in each prompt) and `answer_tokens` default to the engine's settings;
+    fewer sources and a shorter answer make a CPU run of every question much faster."""
     with tempfile.TemporaryDirectory(prefix="enclave-eval-") as tmp:
         tmp = Path(tmp)
         (tmp / "docs").mkdir()
@@ -124,13 +129,13 @@ def run(
         engine = engine or Engine(tmp / "data")
         try:
             engine.index_all([tmp / "docs"], collection="squad-eval")
-            return _measure(engine, questions, limit, answer, progress)
+            return _measure(engine, questions, limit, answer, progress, k, answer_tokens)
         finally:
             if own:
                 engine.close()
 
 
-def _measure(engine, questions, limit, answer, progress) -> dict:
+def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=None) -> dict:
     chosen = questions if limit is None else _spread(questions, limit)
     ranks, strengths = [], []
     answered_f1, answered_em = [], []
@@ -152,7 +157,7 @@ def _measure(engine, questions, limit, answer, progress) -> dict:
             "margin": (top[0].vector_score or 0.0) - (top[1].vector_score or 0.0) if len(top) > 1 else 0.0,
         })
         if answer:
-            result = _final(engine.ask(q.text, "squad-eval"))
+            result = _final(engine.ask(q.text, "squad-eval", k=k, answer_tokens=answer_tokens))
             if result.timings.get("first_token_ms") is not None:
                 first_token.append(result.timings["first_token_ms"])
             total.append(result.timings["total_ms"])
@@ -189,6 +194,8 @@ def _measure(engine, questions, limit, answer, progress) -> dict:
         "questions": len(chosen),
         "answerable": sum(not q.impossible for q in chosen),
         "model": engine.generator.info if answer else None,
+        "sources_per_prompt": k or engine.settings.top_k,
+        "answer_tokens": answer_tokens,
         "evidence": strengths,
     }
     return report

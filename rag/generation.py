@@ -496,6 +496,9 @@ class Generator:
     evaluation; None keeps llama-cpp-python's defaults (half the logical CPUs for
     decoding, all of them for prompts). On a busy machine (indexing at the same time)
     fewer threads can be much faster: llama.cpp's threads wait on each other.
+
+    `flash_attn=None` turns flash attention on when layers run on a GPU (as llama.cpp's
+    own tools do by default; llama-cpp-python turns it off) and leaves it off on the CPU.
     """
 
     def __init__(
@@ -505,6 +508,7 @@ class Generator:
         gpu_layers: int | None = None,
         seed: int = 0,
         n_threads: int | None = None,
+        flash_attn: bool | None = None,
     ):
         if n_ctx < 16:
             raise ValueError(f"n_ctx must be at least 16, not {n_ctx}")
@@ -513,6 +517,7 @@ class Generator:
         self.requested_gpu_layers = gpu_layers
         self.seed = seed
         self.n_threads = n_threads
+        self.flash_attn = flash_attn
         self.last_stats = StreamStats()
         self._gguf: GGUFInfo | None = None
         self._llama: Any = None
@@ -544,6 +549,7 @@ class Generator:
                 seed=self.seed,
                 n_threads=self.n_threads,  # None: llama-cpp-python's defaults
                 n_threads_batch=self.n_threads,
+                flash_attn=gpu_layers != 0 if self.flash_attn is None else self.flash_attn,
                 chat_format=template_format,
                 verbose=False,
             )
@@ -585,6 +591,7 @@ class Generator:
         self._n_ctx = llama.n_ctx()
         self._n_batch = llama.n_batch
         self._greedy = self._new_sampler(lib, 0.0)
+        self._n_vocab = lib.llama_vocab_n_tokens(vocab)
         # One-token batch reused for every decode step: it points at `_token_slot`.
         self._token_slot = (lib.llama_token * 1)()
         self._one_token_batch = lib.llama_batch_get_one(self._token_slot, 1)
@@ -783,6 +790,8 @@ class Generator:
         lib.llama_sampler_reset(sampler)
         # Locals: this loop runs once per token.
         sample, ctx = lib.llama_sampler_sample, self._ctx
+        if sampler is self._greedy and self.greedy_argmax:
+            sample = self._argmax_sampler(lib)
         decode, batch, slot = lib.llama_decode, self._one_token_batch, self._token_slot
         pieces, piece_of = self._pieces, self._piece
         cached = self._cached
@@ -835,6 +844,30 @@ class Generator:
         finally:
             if sampler is not self._greedy:
                 lib.llama_sampler_free(sampler)
+
+    # Greedy decoding picks the highest logit. llama.cpp's sampler does that by copying all
+    # logits into a candidate array first, a fixed cost per token that shows on a fast GPU;
+    # numpy's argmax over a view of the same logits gives the same token (the first of
+    # equal maxima, as llama.cpp) without the copy.
+    greedy_argmax = True
+
+    def _argmax_sampler(self, lib: Any) -> Callable[[Any, Any, int], int]:
+        import numpy as np  # llama_cpp depends on it
+
+        get_logits, greedy, n_vocab = lib.llama_get_logits_ith, self._greedy, self._n_vocab
+        cast, void_p, sample = ctypes.cast, ctypes.c_void_p, lib.llama_sampler_sample
+        view: list[Any] = [None, None]  # address, array over it
+
+        def argmax(_sampler: Any, ctx: Any, index: int) -> int:
+            pointer = get_logits(ctx, index)
+            address = cast(pointer, void_p).value
+            if not address:  # no logits: let llama.cpp report it
+                return sample(greedy, ctx, index)
+            if address != view[0]:
+                view[0], view[1] = address, np.ctypeslib.as_array(pointer, shape=(n_vocab,))
+            return int(view[1].argmax())
+
+        return argmax
 
     def _piece(self, token: int) -> bytes | None:
         """Text bytes of `token` (None for an end-of-generation token); cached per id."""

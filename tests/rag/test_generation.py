@@ -354,6 +354,18 @@ def test_lean_stream_matches_llama_cpp_python_path(generator, question, max_toke
     assert "".join(generator.stream(messages, max_tokens=max_tokens)) == lean
 
 
+def test_argmax_picks_the_same_tokens_as_llama_cpp_greedy_sampler(generator, monkeypatch):
+    messages = [MESSAGES[0], {"role": "user", "content": "Name three colours of the rainbow."}]
+    generator.reset_cache()
+    fast = "".join(generator.stream(messages, max_tokens=40))
+    fast_tokens = generator.last_stats.generated_tokens
+    monkeypatch.setattr(type(generator), "greedy_argmax", False)
+    generator.reset_cache()
+    sampled = "".join(generator.stream(messages, max_tokens=40))
+    assert fast and fast == sampled
+    assert generator.last_stats.generated_tokens == fast_tokens
+
+
 def test_characters_split_across_tokens_come_out_whole(generator):
     messages = [{"role": "user", "content": "Repeat exactly: 日本語のテキスト 😀"}]
     pieces = list(generator.stream(messages, max_tokens=40))
