@@ -9,9 +9,11 @@ split again if joining units changed its length: nothing is silently truncated.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from .types import Chunk, PageText
@@ -63,6 +65,50 @@ def split_spans(text: str, pattern: re.Pattern, start: int, end: int) -> list[tu
         if a < b:
             trimmed.append((a, b))
     return trimmed
+
+
+class FileTokenizer:
+    """The embedding model's tokenizer read from its tokenizer.json by the `tokenizers`
+    library alone: no torch, no transformers, so a reader process loads it in milliseconds.
+    It is the same fast tokenizer sentence-transformers wraps, so counts and offsets match.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        from tokenizers import Tokenizer as _Tokenizer
+
+        tokenizer = _Tokenizer.from_file(str(path))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        self._tokenizer = tokenizer
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+    def offsets(self, text: str) -> list[tuple[int, int]]:
+        return [tuple(o) for o in self._tokenizer.encode(text, add_special_tokens=False).offsets]
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """What a reader process needs to chunk what it reads (it crosses a pipe)."""
+
+    tokenizer_file: str
+    max_tokens: int
+    overlap: int
+
+    @classmethod
+    def for_model(cls, model_dir: str | os.PathLike[str] | None, max_tokens: int, overlap: int) -> "ChunkPlan | None":
+        """A plan if the embedding model folder has a tokenizer.json, else None (chunk here)."""
+        if model_dir is None:
+            return None
+        path = Path(model_dir) / "tokenizer.json"
+        return cls(str(path), max_tokens, overlap) if path.is_file() else None
+
+    def chunker(self) -> "Chunker":
+        return Chunker(FileTokenizer(self.tokenizer_file), self.max_tokens, self.overlap)
 
 
 class Chunker:

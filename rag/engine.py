@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .answer import Answer, Answerer
 from .catalog import Catalog, DocumentRow
-from .chunking import Chunker, document_text
+from .chunking import ChunkPlan, Chunker, document_text
 from .conversations import ConversationStore
 from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
@@ -126,8 +126,10 @@ class Engine:
     def _indexer(self) -> Indexer:
         embedder = self.embedder
         limit = min(self.settings.chunk_tokens, embedder.max_tokens)
-        chunker = Chunker(embedder, max_tokens=limit, overlap=min(self.settings.chunk_overlap, limit // 2 - 1))
-        return Indexer(self.catalog, self.store, embedder, chunker, self.parse_pool)
+        overlap = min(self.settings.chunk_overlap, limit // 2 - 1)
+        chunker = Chunker(embedder, max_tokens=limit, overlap=overlap)
+        plan = ChunkPlan.for_model(getattr(embedder, "model_path", None), limit, overlap)
+        return Indexer(self.catalog, self.store, embedder, chunker, self.parse_pool, plan)
 
     @property
     def parse_pool(self) -> ParsePool:

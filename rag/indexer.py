@@ -23,7 +23,7 @@ from pathlib import Path
 
 from . import loaders
 from .catalog import Catalog, DocumentRow
-from .chunking import Chunker
+from .chunking import ChunkPlan, Chunker
 from .embedding import Embedder
 from .errors import EnclaveError, FileSkipped
 from .parsing import ParsePool
@@ -140,12 +140,16 @@ class Indexer:
         embedder: Embedder,
         chunker: Chunker,
         pool: ParsePool | None = None,
+        plan: ChunkPlan | None = None,
     ):
         self.catalog = catalog
         self.store = store
         self.embedder = embedder
         self.chunker = chunker
         self._pool = pool
+        # With a plan the reader processes chunk (the same tokenizer and limits as
+        # `chunker`), so this process only embeds and stores.
+        self.plan = plan
 
     @property
     def pool(self) -> ParsePool:
@@ -190,12 +194,16 @@ class Indexer:
                 jobs[path] = job
         # Pass 2: isolated workers read files while this process chunks and embeds.
         if jobs and not report.cancelled:
-            results = self.pool.map((p, p, passwords) for p in jobs)
+            plan = self.plan
+            results = self.pool.map(
+                (p, p, passwords, plan, self._prefix(job, collection)) if plan else (p, p, passwords)
+                for p, job in jobs.items()
+            )
             try:
                 waited = time.perf_counter()
-                for path, result in results:
+                for path, result, chunked in results:
                     report.stages["parse"] += time.perf_counter() - waited
-                    self._accept(jobs[path], result, collection, store_name, report, pending)
+                    self._accept(jobs[path], result, collection, store_name, report, pending, chunked)
                     if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
                         chunks_done += self._flush(pending, collection, store_name, report)
                     done += 1
@@ -254,16 +262,24 @@ class Indexer:
         finally:
             report.stages["scan"] += time.perf_counter() - t0
 
-    def _accept(self, job: _Job, result, collection, store_name, report, pending) -> None:
+    @staticmethod
+    def _prefix(job: _Job, collection: str) -> str:
+        """Chunk ids: the content hash (unchanged text, same ids) and where the file is."""
+        return job.digest[:16] + "-" + hashlib.sha1(f"{collection}\0{job.path}".encode()).hexdigest()[:8]
+
+    def _accept(self, job: _Job, result, collection, store_name, report, pending, chunked=None) -> None:
         if isinstance(result, EnclaveError):
             state = "skipped" if isinstance(result, FileSkipped) else "failed"
             self._record_outcome(collection, store_name, job.path, job.stat, job.digest, state, str(result),
                                  getattr(result, "page_count", None), report)
             return
-        t0 = time.perf_counter()
-        prefix = job.digest[:16] + "-" + hashlib.sha1(f"{collection}\0{job.path}".encode()).hexdigest()[:8]
-        chunks = self.chunker.chunk(result.pages, prefix)
-        report.stages["chunk"] += time.perf_counter() - t0
+        if chunked is not None:  # chunked by the reader; the time is the reader's
+            chunks, seconds = chunked
+            report.stages["chunk"] += seconds
+        else:
+            t0 = time.perf_counter()
+            chunks = self.chunker.chunk(result.pages, self._prefix(job, collection))
+            report.stages["chunk"] += time.perf_counter() - t0
         if not chunks:
             self._record_outcome(collection, store_name, job.path, job.stat, job.digest, "skipped",
                                  "no text found", result.page_count, report)

@@ -36,14 +36,18 @@ class ParseLimits:
 
 
 def _worker_main(inbox: Connection, conn: Connection, memory_mb: int) -> None:
-    """Child process: read paths from the pipe, send documents or errors back."""
+    """Child process: read paths from the pipe, send documents (and their chunks, when
+    asked) or errors back."""
     import resource
 
+    # One reader per core already: the tokenizer's own thread pool would only compete.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     # The limit covers the address space, so a bomb fails with MemoryError inside the parser.
     limit = memory_mb * 1024 * 1024 + _baseline_bytes()
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from . import loaders
 
+    chunkers: dict = {}  # ChunkPlan -> Chunker, loaded once per plan
     while True:
         try:
             job = inbox.recv()
@@ -51,9 +55,21 @@ def _worker_main(inbox: Connection, conn: Connection, memory_mb: int) -> None:
             return
         if job is None:
             return
-        path, passwords = job
+        path, passwords, plan, prefix = job
         try:
-            conn.send(("ok", loaders.load(path, passwords)))
+            document = loaders.load(path, passwords)
+            chunked = None
+            if plan is not None:
+                # Chunking here keeps tokenizing long pages (which holds the GIL) out of
+                # the process that embeds and runs the window.
+                started = time.perf_counter()
+                if plan not in chunkers:
+                    from .chunking import ChunkPlan
+
+                    chunkers[plan] = ChunkPlan.chunker(plan)
+                chunks = chunkers[plan].chunk(document.pages, prefix)
+                chunked = (chunks, time.perf_counter() - started)
+            conn.send(("ok", document, chunked))
         except PasswordRequired as exc:
             conn.send(("password", str(exc), getattr(exc, "page_count", None), len(passwords)))
         except FileSkipped as exc:
@@ -113,13 +129,16 @@ class _Worker:
 
 
 class ParsePool:
-    """Submit (key, path, passwords); results come back in completion order."""
+    """Submit (key, path, passwords[, plan, prefix]); results come back in completion order
+    as (key, document or error, chunked). With a ChunkPlan the reader also chunks the
+    document (chunk ids start with `prefix`) and `chunked` is (chunks, seconds spent
+    chunking); without one, `chunked` is None."""
 
     def __init__(self, limits: ParseLimits = ParseLimits()):
         self.limits = limits
         self._workers: list[_Worker] = []
 
-    def map(self, jobs: Iterable[tuple[object, str, Sequence[str]]]) -> Iterator[tuple[object, LoadedDocument | EnclaveError]]:
+    def map(self, jobs: Iterable[tuple]) -> Iterator[tuple[object, LoadedDocument | EnclaveError, tuple | None]]:
         """Reusable: a map abandoned half-way leaves busy workers, which are replaced here."""
         queue = deque(jobs)
         if not queue:
@@ -135,7 +154,9 @@ class ParsePool:
                 if worker.job is None and queue:
                     worker.job = queue.popleft()
                     worker.deadline = time.monotonic() + self.limits.seconds
-                    worker.send((worker.job[1], list(worker.job[2])))
+                    path, passwords, *chunking = worker.job[1:]
+                    plan, prefix = chunking if chunking else (None, "")
+                    worker.send((path, list(passwords), plan, prefix))
                     busy[worker.conn] = worker
             timeout = max(0.0, min(w.deadline for w in busy.values()) - time.monotonic())
             for conn in wait(list(busy), timeout=timeout):
@@ -144,18 +165,18 @@ class ParsePool:
                 try:
                     message = conn.recv()
                 except (EOFError, OSError):
-                    yield key, FileUnreadable(self._death(worker))
+                    yield key, FileUnreadable(self._death(worker)), None
                     self._replace(worker)
                     continue
                 worker.job = None
-                yield key, _result(message)
+                yield key, _result(message), message[2] if message[0] == "ok" else None
             now = time.monotonic()
             for conn, worker in list(busy.items()):
                 if now >= worker.deadline:
                     busy.pop(conn)
                     key = worker.job[0]
                     self._replace(worker)
-                    yield key, FileUnreadable(f"took longer than {self.limits.seconds:g} s to read; it was stopped")
+                    yield key, FileUnreadable(f"took longer than {self.limits.seconds:g} s to read; it was stopped"), None
 
     def _death(self, worker: _Worker) -> str:
         try:
