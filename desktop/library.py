@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal, Slot
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QListWidget,
     QMessageBox, QPushButton, QTableView, QTextBrowser, QVBoxLayout, QWidget,
@@ -17,7 +17,16 @@ STATE_LABELS = {
     "indexed": "Indexed", "indexing": "Indexing…", "queued": "Queued", "unchanged": "Unchanged",
     "skipped": "Skipped", "failed": "Failed", "stale": "Needs re-index",
 }
-STATE_COLORS = {"failed": QColor("#c62828"), "skipped": QColor("#9e6a00"), "stale": QColor("#9e6a00")}
+# (on a light background, on a dark one): each reads at 4.5:1 or more on plain and alternate rows
+STATE_COLORS = {"failed": (QColor("#c62828"), QColor("#ff8a80")), "skipped": (QColor("#8a5d00"), QColor("#ffcc66")),
+                "stale": (QColor("#8a5d00"), QColor("#ffcc66"))}
+
+
+def state_color(state: str) -> QColor | None:
+    colors = STATE_COLORS.get(state)
+    if colors is None:
+        return None
+    return colors[QGuiApplication.palette().color(QPalette.Base).lightness() < 128]
 
 
 def state_label(state: str, reason: str | None) -> str:
@@ -94,7 +103,7 @@ class DocumentTableModel(QAbstractTableModel):
                 tip += "\n" + row["reason"]
             return tip
         if role == Qt.ForegroundRole and column == 1:
-            return STATE_COLORS.get(row["state"])
+            return state_color(row["state"])
         if role == Qt.TextAlignmentRole and column >= 2:
             return int(Qt.AlignRight | Qt.AlignVCenter)
         if role == self.PathRole:
