@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal, Slot
+from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QTextBrowser,
@@ -232,6 +232,11 @@ class ChatWidget(QWidget):
         self.view.setMarkdown(self.markdown())
         if at_bottom or self.is_busy():
             bar.setValue(bar.maximum())
+
+    def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().changeEvent(event)
+        if event.type() == QEvent.PaletteChange:
+            self._render()  # rendered links keep the link colour of the palette they were drawn with
 
     # --- slots -------------------------------------------------------------------------
 
