@@ -39,6 +39,11 @@ def search_phrases(passage: str, hint: str = "", limit: int = 12) -> list[str]:
     return out[:limit]
 
 
+def _qt_position(text: str, index: int) -> int:
+    """A document position for a str index: Qt counts UTF-16 units, so an emoji counts two."""
+    return len(text[:index].encode("utf-16-le")) // 2
+
+
 class SourceViewerWidget(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -142,6 +147,8 @@ class SourceViewerWidget(QWidget):
         start, end = self._passage_span(source, text)
         selections = []
         if start is not None:
+            self.highlighted_text = text[start:end]
+            start, end = _qt_position(text, start), _qt_position(text, end)
             cursor = QTextCursor(self.text_view.document())
             cursor.setPosition(start)
             cursor.setPosition(end, QTextCursor.KeepAnchor)
@@ -152,7 +159,6 @@ class SourceViewerWidget(QWidget):
             fmt.setForeground(QColor("black"))
             selection.format = fmt
             selections.append(selection)
-            self.highlighted_text = text[start:end]
             self.stack.setCurrentIndex(_TEXT)
             self.text_view.setExtraSelections(selections)
             self._scroll_to(start, end)
