@@ -12,11 +12,32 @@ DEFAULT_COLLECTION = "default"
 WELCOME_COLLECTION = "Welcome"
 
 
+def freeze_heap() -> None:
+    """Move what a model load left on the heap out of the garbage collector's sight.
+
+    A full collection walks every tracked object, torch's and Chroma's included, holding the
+    GIL for up to 270 ms: the window stalls whichever thread triggers it. The objects a
+    model load makes live as long as the process, so scanning them is waste. Freezing is
+    cheap and is done again after each load, here on the worker thread, right after it.
+    """
+    import gc
+
+    gc.freeze()
+
+
 def load_model(engine, job) -> dict:
-    return engine.load_model()
+    info = engine.load_model()
+    freeze_heap()
+    return info
+
+
+def _load_embedder(engine) -> None:
+    engine.embedder.warm_up()
+    freeze_heap()
 
 
 def ensure_welcome(engine, job):
+    _load_embedder(engine)
     report = engine.ensure_welcome()
     return report.to_json() if report is not None else None
 
@@ -39,6 +60,7 @@ def library(collection: str | None):
 
 def index(paths: list[str], collection: str, force: bool = False, passwords: tuple[str, ...] = ()):
     def run(engine, job):
+        _load_embedder(engine)
         if force:  # the engine skips unchanged content; forgetting first makes it read it again
             engine.remove(paths, collection)
         yield from engine.index(paths, collection, passwords, should_stop=job.should_stop)
@@ -136,7 +158,9 @@ def apply_settings(new, data_dir, reload: bool, reindex: bool):
             engine.settings = new
             if reload:
                 engine.use_model(None)
-        yield {"model": engine.load_model() if (reload or reindex) else None}
+        info = engine.load_model() if (reload or reindex) else None
+        freeze_heap()
+        yield {"model": info}
     return run
 
 

@@ -29,24 +29,6 @@ from .watcher import FolderWatcher
 from .workers import EngineWorker
 
 APP_NAME = "Enclave"
-_frozen: set[str] = set()
-
-
-def freeze_heap_once(reason: str) -> None:
-    """Move what the models left on the heap out of the garbage collector's sight.
-
-    A full collection walks every object, torch's and Chroma's included, holding the GIL for
-    a few hundred milliseconds: the UI thread stalls. After the model and the embedder have
-    loaded, the objects they made live as long as the process, so scanning them is waste.
-    """
-    import gc
-
-    if "done" in _frozen:
-        return
-    _frozen.add(reason)
-    if {"model", "embedder"} <= _frozen:
-        _frozen.add("done")
-        gc.freeze()
 LIBRARY_REFRESH_MS = 1500
 
 
@@ -288,7 +270,6 @@ class MainWindow(QMainWindow):
         self.indexing_finished.emit(data)
 
     def _on_index_job_finished(self) -> None:
-        freeze_heap_once("embedder")  # an index run loads the embedding model
         if not self.client.pending("index"):
             self.progress.end()
             self.library.model.set_busy(None)
@@ -347,7 +328,6 @@ class MainWindow(QMainWindow):
     # --- model, welcome -----------------------------------------------------------------------
 
     def _on_model_loaded(self, info: dict) -> None:
-        freeze_heap_once("model")
         self.status.set_model(info)
         self.model_loaded.emit(info)
 
