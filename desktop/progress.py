@@ -40,6 +40,8 @@ class IndexProgressWidget(QWidget):
         self.cancel_button.setAccessibleName("Cancel indexing")
         self.cancel_button.clicked.connect(self.cancel_clicked)
         self._paused = False
+        self._what = ""
+        self._last: tuple | None = None  # the latest progress, shown again when paused or resumed
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 2, 6, 2)
         layout.addWidget(QLabel("Indexing"))
@@ -51,18 +53,28 @@ class IndexProgressWidget(QWidget):
 
     def begin(self, what: str) -> None:
         self._paused = False
+        self._what, self._last = what, None
         self.pause_button.setText("Pause")
+        self.pause_button.setAccessibleName("Pause indexing")
         self.bar.setRange(0, 0)  # busy until the first event says how many files
-        self.label.setText(f"Looking at {what}…")
+        self._show_label()
         self.show()
 
     def update_progress(self, files_done: int, files_total: int, chunks_done: int, current: str,
                         elapsed: float, eta: float | None) -> None:
         self.bar.setRange(0, max(files_total, 1))
         self.bar.setValue(files_done)
-        name = Path(current).name if current else ""
+        self._last = (files_done, chunks_done, current, elapsed, eta)
+        self._show_label()
+
+    def _show_label(self) -> None:
         parts = ["paused"] if self._paused else []
-        parts.append(name or "finishing…")
+        if self._last is None:
+            parts.append(f"Looking at {self._what}…")
+            self.label.setText("  ·  ".join(parts))
+            return
+        files_done, chunks_done, current, elapsed, eta = self._last
+        parts.append(Path(current).name if current else "finishing…")
         if chunks_done and elapsed > 0:
             parts.append(f"{chunks_done / elapsed:.0f} chunks/s")
         # Unchanged and skipped files go by in a blink: no ETA until the rate means something.
@@ -78,4 +90,5 @@ class IndexProgressWidget(QWidget):
         self._paused = not self._paused
         self.pause_button.setText("Resume" if self._paused else "Pause")
         self.pause_button.setAccessibleName("Resume indexing" if self._paused else "Pause indexing")
+        self._show_label()  # a paused run sends no progress: say so now
         (self.pause_clicked if self._paused else self.resume_clicked).emit()
