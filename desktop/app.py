@@ -49,6 +49,13 @@ def create_main_window(
     folder = resolve_data_dir(data_dir)
 
     def build():
+        # Start-up checks first: Chroma can abort the process on some damaged files, so the
+        # store is opened in a child process before the engine opens it here.
+        from rag import health
+
+        problems = health.problems(folder)
+        if problems:
+            raise health.DataFolderDamaged(problems)
         if engine_factory is not None:
             return engine_factory(folder)
         from rag.engine import Engine  # imported on the worker thread: the window shows first

@@ -67,6 +67,12 @@ def index(paths: list[str], collection: str, force: bool = False, passwords: tup
     return run
 
 
+def reindex_catalog(engine, job) -> dict:
+    """After a damaged store was set aside: read every document the catalog lists again."""
+    _load_embedder(engine)
+    return engine.reindex_catalog().to_json()
+
+
 def remove(paths: list[str], collection: str):
     return lambda engine, job: engine.remove(paths, collection)
 

@@ -48,6 +48,7 @@ class MainWindow(QMainWindow):
         self.worker = worker
         self.client = EngineClient(worker, self)
         self.client.failed.connect(bridge.report)
+        worker.data_damaged.connect(self._on_data_damaged)
         self._collection = jobs.DEFAULT_COLLECTION
         self._conversation: int | None = None
         self._answer_job = None
@@ -324,6 +325,38 @@ class MainWindow(QMainWindow):
         self.watcher.unwatch_collection(name)
         self._collection = jobs.DEFAULT_COLLECTION if name != jobs.DEFAULT_COLLECTION else name
         self._library_change(jobs.delete_collection(name), select=jobs.DEFAULT_COLLECTION)
+
+    # --- a damaged data folder ---------------------------------------------------------------
+
+    _REPAIRS = {
+        "settings": "The settings file is renamed and the defaults are used.",
+        "store": "The vector store is renamed and every document in the library is indexed again.",
+        "catalog": "The catalog and the vector store are renamed; documents must be added again.",
+    }
+
+    @Slot(dict)
+    def _on_data_damaged(self, problems: dict) -> None:
+        """Start-up checks found damage: say what, and repair only if the user agrees."""
+        steps = " ".join(self._REPAIRS[part] for part in problems if part in self._REPAIRS)
+        text = ("Enclave found problems in its data folder:\n\n"
+                + "\n".join(f"• {what}" for what in problems.values())
+                + f"\n\nRepair it now? {steps} Nothing is deleted: the damaged files stay in "
+                f"{self.data_dir}.")
+        answer = QMessageBox.question(self, "Repair the data folder", text,
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.Yes)
+        if answer != QMessageBox.Yes:
+            self.status.set_model(None, "The data folder needs repair")
+            self.bridge.report("Nothing was changed. Enclave cannot use its data folder until it is "
+                               "repaired: restart Enclave to be asked again, or run `enclave-cli doctor`.")
+            return
+        from rag import health  # light: Chroma is only ever opened in a child process there
+
+        parts, folder = set(problems), self.data_dir
+        self.worker.restart(lambda: health.set_aside(folder, parts))
+        if "store" in parts and "catalog" not in parts:
+            self.progress.begin("rebuilding the index")
+            self.client.run(jobs.reindex_catalog, background=True, name="index",
+                            on_result=self._on_index_result, on_finished=self._on_index_job_finished)
 
     # --- model, welcome -----------------------------------------------------------------------
 

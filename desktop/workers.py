@@ -71,8 +71,10 @@ class EngineWorker(QObject):
     failed = Signal(int, str)
     finished = Signal(int)
     engine_failed = Signal(str)  # the engine could not be built (damaged or locked index)
+    data_damaged = Signal(dict)  # start-up checks found damaged parts: {part: what is wrong}
 
     _queued = Signal()
+    _restart_requested = Signal(object)
     _shutdown_requested = Signal()
 
     def __init__(self, engine_factory: Callable[[], Any]):
@@ -89,6 +91,7 @@ class EngineWorker(QObject):
         self.moveToThread(self._thread)
         self._thread.started.connect(self._on_thread_started)
         self._queued.connect(self._on_queued)
+        self._restart_requested.connect(self._on_restart_requested)
         self._shutdown_requested.connect(self._on_shutdown_requested, Qt.BlockingQueuedConnection)
         self._closed = False
 
@@ -104,6 +107,11 @@ class EngineWorker(QObject):
             self._incoming.append(job)
         self._queued.emit()
         return job
+
+    def restart(self, before: Callable[[], Any]) -> None:
+        """On the worker thread: run `before()` (a repair the user agreed to), then build
+        the engine again; queued jobs run once it is built."""
+        self._restart_requested.emit(before)
 
     def cancel(self, job: Job) -> None:
         job.stop_flag.set()
@@ -141,8 +149,27 @@ class EngineWorker(QObject):
         self._timer = QTimer()
         self._timer.setInterval(0)
         self._timer.timeout.connect(self._on_tick)
+        self._build()
+
+    @Slot(object)
+    def _on_restart_requested(self, before: Callable[[], Any]) -> None:
+        try:
+            before()
+        except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
+            if not _is_expected(exc):
+                log.exception("the repair failed")
+            self.engine_failed.emit(_message_for(exc))
+            return
+        self._build()
+
+    def _build(self) -> None:
+        from rag.health import DataFolderDamaged
+
         try:
             self._engine = self._factory()
+        except DataFolderDamaged as exc:
+            self.data_damaged.emit(dict(exc.problems))
+            return
         except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
             if not _is_expected(exc):
                 log.exception("the engine could not be built")

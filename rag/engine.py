@@ -300,6 +300,12 @@ class Engine:
         if path.exists():
             path.rename(path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
         self.store = VectorStore(self.data_dir)
+        return self.reindex_catalog()
+
+    def reindex_catalog(self) -> IndexReport:
+        """Index every document the catalog lists again, into the store as it is now (after
+        a damaged store was replaced by an empty one)."""
+        self.lock.acquire()
         total = IndexReport()
         for name in self.collections():
             paths = [d.path for d in self.catalog.documents(name) if os.path.exists(d.path)]

@@ -13,6 +13,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from .catalog import CATALOG_FILE
@@ -72,6 +73,49 @@ def check_settings(data_dir: Path) -> str | None:
 def check(data_dir: Path) -> dict[str, str | None]:
     """Problems found, by part; all None means healthy."""
     return {"settings": check_settings(data_dir), "catalog": check_catalog(data_dir), "store": probe_store(data_dir)}
+
+
+class DataFolderDamaged(EnclaveError):
+    """Raised before an engine opens a data folder that `check` found damaged."""
+
+    def __init__(self, problems: dict[str, str]):
+        self.problems = problems
+        super().__init__("The data folder has problems: " + "; ".join(problems.values()))
+
+
+def problems(data_dir: Path) -> dict[str, str]:
+    """Only the parts that have a problem, with what is wrong."""
+    return {part: text for part, text in check(data_dir).items() if text}
+
+
+def set_aside(data_dir: Path, parts: set[str] | list[str]) -> list[str]:
+    """After the user agreed: rename damaged parts (never delete them) so Enclave starts on
+    fresh ones. Returns the new names.
+
+    "settings": defaults are used. "store": an empty store; `Engine.reindex_catalog()` then
+    reads every document the catalog lists again. "catalog": a fresh catalog and store (the
+    old vectors are useless without it); documents must be added again.
+    """
+    from .lock import WriterLock
+
+    data_dir = Path(data_dir)
+    lock = WriterLock(data_dir)
+    lock.acquire()  # never rename what another Enclave process has open
+    try:
+        names = {"settings": [SETTINGS_FILE], "store": [STORE_DIR],
+                 "catalog": [CATALOG_FILE, CATALOG_FILE + "-wal", CATALOG_FILE + "-shm", STORE_DIR]}
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        moved = []
+        for part in parts:
+            for name in names[part]:
+                path = data_dir / name
+                if path.exists():
+                    target = path.with_name(f"{path.name}.damaged-{stamp}")
+                    path.rename(target)
+                    moved.append(str(target))
+        return moved
+    finally:
+        lock.release()
 
 
 def _probe_main(path: str) -> None:
