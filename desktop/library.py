@@ -29,10 +29,24 @@ def state_color(state: str) -> QColor | None:
     return colors[QGuiApplication.palette().color(QPalette.Base).lightness() < 128]
 
 
+PASSWORD_HINT = "Double-click the document (or select it and press Enter) to give its password."
+
+
+def needs_password(state: str, reason: str | None) -> bool:
+    return state == "failed" and (reason or "").startswith("password required")
+
+
 def state_label(state: str, reason: str | None) -> str:
-    if state == "failed" and reason and reason.startswith("password required"):
+    if needs_password(state, reason):
         return "Password required"
     return STATE_LABELS.get(state, state.capitalize())
+
+
+def shown_reason(state: str, reason: str | None) -> str | None:
+    """The reason as the window words it: the engine's password advice names the CLI's flag."""
+    if needs_password(state, reason):
+        return reason.split(": give its password with", 1)[0] + ". " + PASSWORD_HINT
+    return reason
 
 
 class DocumentTableModel(QAbstractTableModel):
@@ -100,7 +114,7 @@ class DocumentTableModel(QAbstractTableModel):
         if role == Qt.ToolTipRole:
             tip = row["path"]
             if row.get("reason"):
-                tip += "\n" + row["reason"]
+                tip += "\n" + shown_reason(row["state"], row["reason"])
             return tip
         if role == Qt.ForegroundRole and column == 1:
             return state_color(row["state"])
@@ -151,7 +165,7 @@ class LibraryWidget(QWidget):
         for column in (1, 2, 3):
             header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
         self.table.selectionModel().currentRowChanged.connect(self._on_document_changed)
-        self.table.doubleClicked.connect(self._on_document_double_clicked)
+        self.table.activated.connect(self._on_document_activated)  # a double-click, or Enter
 
         self.add_files_button = self._button("Add files…", "Add files to the collection (Ctrl+O)", self._on_add_files)
         self.add_files_button.setObjectName("addFilesButton")
@@ -166,7 +180,7 @@ class LibraryWidget(QWidget):
         self.details.setAccessibleName("Document details")
         self.details.setMaximumHeight(110)
         self.details.setPlaceholderText("Select a document to see its details.")
-        self.table.setToolTip("Double-click a password-protected PDF to give its password.")
+        self.table.setToolTip("Double-click a password-protected PDF, or press Enter on it, to give its password.")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -228,13 +242,13 @@ class LibraryWidget(QWidget):
                  f"State: {state_label(doc['state'], doc.get('reason'))}"
                  f" · pages: {doc.get('pages') or '–'} · chunks: {doc.get('chunks') or 0}"]
         if doc.get("reason"):
-            lines.append(f"Reason: {_escape(doc['reason'])}")
+            lines.append(f"Reason: {_escape(shown_reason(doc['state'], doc['reason']))}")
         self.details.setHtml("<br>".join(lines))
 
     @Slot(QModelIndex)
-    def _on_document_double_clicked(self, index) -> None:
+    def _on_document_activated(self, index) -> None:
         doc = self.model.document(index.row())
-        if doc["state"] == "failed" and (doc.get("reason") or "").startswith("password required"):
+        if needs_password(doc["state"], doc.get("reason")):
             password, ok = QInputDialog.getText(self, "Password required",
                                                 f"Password for {Path(doc['path']).name}:", QLineEdit.Password)
             if ok and password:
