@@ -35,16 +35,10 @@ class SettingsDialog(QDialog):
         self._original = settings
         self._result: Settings | None = None
 
-        self.model = QComboBox()
+        self.model, model_row = _model_picker(
+            BUNDLED_LLM, settings.llm_model, "Answering model file",
+            "Choose GGUF…", "Choose a GGUF model file", self._on_choose_model_clicked)
         self.model.setObjectName("modelChoice")
-        self.model.setAccessibleName("Answering model file")
-        self.model.addItem(BUNDLED_LLM, "")
-        if settings.llm_model:
-            self.model.addItem(settings.llm_model, settings.llm_model)
-            self.model.setCurrentIndex(1)
-        choose_model = QPushButton("Choose GGUF…")
-        choose_model.setAccessibleName("Choose a GGUF model file")
-        choose_model.clicked.connect(self._on_choose_model_clicked)
 
         self.gpu_mode = QComboBox()
         self.gpu_mode.setAccessibleName("GPU layers")
@@ -71,15 +65,9 @@ class SettingsDialog(QDialog):
         self.top_k = self._spin(0, 200, settings.top_k, "Sources retrieved per question (top-k)")
         self.chunk = self._spin(1, 2000, settings.chunk_tokens, "Chunk size in word pieces")
 
-        self.embedder = QComboBox()
-        self.embedder.setAccessibleName("Embedding model")
-        self.embedder.addItem(BUNDLED_EMBEDDER, "")
-        if settings.embedding_model:
-            self.embedder.addItem(settings.embedding_model, settings.embedding_model)
-            self.embedder.setCurrentIndex(1)
-        choose_embedder = QPushButton("Choose folder…")
-        choose_embedder.setAccessibleName("Choose an embedding model folder")
-        choose_embedder.clicked.connect(self._on_choose_embedder_clicked)
+        self.embedder, embedder_row = _model_picker(
+            BUNDLED_EMBEDDER, settings.embedding_model, "Embedding model",
+            "Choose folder…", "Choose an embedding model folder", self._on_choose_embedder_clicked)
 
         folder = QLineEdit(str(data_dir))
         folder.setReadOnly(True)
@@ -87,13 +75,13 @@ class SettingsDialog(QDialog):
         folder.setToolTip("Set ENCLAVE_DATA_DIR before starting Enclave to move it.")
 
         form = QFormLayout()
-        form.addRow("Model file", _pair(self.model, choose_model))
+        form.addRow("Model file", model_row)
         form.addRow("GPU layers", _pair(self.gpu_mode, self.gpu_layers))
         form.addRow("Context size", self.context)
         form.addRow("Temperature", self.temperature)
         form.addRow("Top-k", self.top_k)
         form.addRow("Chunk size", self.chunk)
-        form.addRow("Embedding model", _pair(self.embedder, choose_embedder))
+        form.addRow("Embedding model", embedder_row)
         form.addRow("Data folder", folder)
 
         self.message = QLabel()
@@ -168,8 +156,7 @@ class SettingsDialog(QDialog):
         except EnclaveError as exc:
             self.message.setText(str(exc))
             return
-        self.model.addItem(path, path)
-        self.model.setCurrentIndex(self.model.count() - 1)
+        _choose(self.model, path)
 
     @Slot()
     def _on_choose_embedder_clicked(self) -> None:
@@ -179,8 +166,7 @@ class SettingsDialog(QDialog):
         if not (Path(folder) / "config.json").exists():
             self.message.setText(f"{folder} is not a sentence-transformers model folder (it has no config.json).")
             return
-        self.embedder.addItem(folder, folder)
-        self.embedder.setCurrentIndex(self.embedder.count() - 1)
+        _choose(self.embedder, folder)
 
     @Slot()
     def _on_accepted(self) -> None:
@@ -192,6 +178,26 @@ class SettingsDialog(QDialog):
             return
         self._result = new
         self.accept()
+
+
+def _model_picker(bundled: str, current: str, name: str, button_text: str, button_name: str,
+                  on_choose) -> tuple[QComboBox, QWidget]:
+    """A model choice: the bundled model (an empty path), the one in use, and a button that
+    looks for another; returns the list and the row that holds it and the button."""
+    choice = QComboBox()
+    choice.setAccessibleName(name)
+    choice.addItem(bundled, "")
+    if current:
+        _choose(choice, current)
+    button = QPushButton(button_text)
+    button.setAccessibleName(button_name)
+    button.clicked.connect(on_choose)
+    return choice, _pair(choice, button)
+
+
+def _choose(choice: QComboBox, path: str) -> None:
+    choice.addItem(path, path)
+    choice.setCurrentIndex(choice.count() - 1)
 
 
 def _pair(first: QWidget, second: QWidget) -> QWidget:
