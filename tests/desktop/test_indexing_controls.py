@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QProgressBar
 
@@ -90,7 +92,7 @@ def test_cancel_keeps_what_was_indexed_and_leaves_the_rest_unindexed(qtbot, wind
     indexed = model.paths()
     assert all(path.startswith(str(folder)) for path in indexed)
     target = indexed[-1]
-    name = keeper(int(target[-7:-4]))
+    name = keeper(int(Path(target).stem.split("-")[1]))
     hits = []
     window.client.run(lambda engine, job: engine.search(f"Who is {name}?", "default", 3), on_result=hits.append)
     qtbot.waitUntil(lambda: bool(hits), timeout=30_000)
