@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+
+import pytest
 
 from PySide6.QtWidgets import QMessageBox
 
@@ -14,21 +17,29 @@ from rag import health
 from rag.engine import Engine
 
 
-def _indexed_folder(tmp_path, data_dir):
-    docs = tmp_path / "docs"
+@pytest.fixture(scope="module")
+def indexed_template(tmp_path_factory):
+    """A data folder with two documents, indexed once by another process, as in life: the
+    store is damaged on disk before this process ever opens it (Chroma keeps connections to
+    a path for the life of the process)."""
+    root = tmp_path_factory.mktemp("damaged")
+    docs = root / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("The ferry to Skye leaves at nine every morning.\n")
     (docs / "b.md").write_text("# Lighthouse\n\nThe lighthouse keeper logs the weather hourly.\n")
-    # Indexed by another process, as in life: the store is damaged on disk before this
-    # process ever opens it (Chroma keeps connections to a path for the process's life).
-    proc = subprocess.run([sys.executable, "-m", "rag.cli", "--data-dir", str(data_dir), "index", str(docs),
+    data = root / "data"
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "--data-dir", str(data), "index", str(docs),
                            "--json"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and json.loads(proc.stdout)["indexed"] == 2, proc.stderr
+    return data
+
+
+def _indexed_folder(template, data_dir):
+    shutil.copytree(template, data_dir)
     sqlite = data_dir / "vectors" / "chroma.sqlite3"
     raw = bytearray(sqlite.read_bytes())
     raw[100:4096] = os.urandom(3996)  # the header survives, the first page is garbage
     sqlite.write_bytes(bytes(raw))
-    return docs
 
 
 def _answer(monkeypatch, button):
@@ -42,9 +53,9 @@ def _answer(monkeypatch, button):
     return asked
 
 
-def test_damaged_store_is_rebuilt_after_the_user_agrees(qtbot, tmp_path, data_dir, real_embedder,
+def test_damaged_store_is_rebuilt_after_the_user_agrees(qtbot, indexed_template, data_dir, real_embedder,
                                                          make_window, monkeypatch):
-    _indexed_folder(tmp_path, data_dir)
+    _indexed_folder(indexed_template, data_dir)
     asked = _answer(monkeypatch, QMessageBox.Yes)
     window = make_window()
     with qtbot.waitSignal(window.indexing_finished, timeout=120_000) as finished:
@@ -64,9 +75,9 @@ def test_damaged_store_is_rebuilt_after_the_user_agrees(qtbot, tmp_path, data_di
     assert health.problems(data_dir) == {}
 
 
-def test_declining_changes_nothing_and_says_so(qtbot, tmp_path, data_dir, real_embedder, make_window,
+def test_declining_changes_nothing_and_says_so(qtbot, indexed_template, data_dir, real_embedder, make_window,
                                               monkeypatch):
-    _indexed_folder(tmp_path, data_dir)
+    _indexed_folder(indexed_template, data_dir)
     (data_dir / "settings.toml").write_text("top_k = [unclosed\n")
     asked = _answer(monkeypatch, QMessageBox.No)
     reports = []
