@@ -42,6 +42,10 @@ class StallProbe:
         self.worst_at = None
 
     def _on_tick(self):
+        if DIAGNOSE:  # a C watchdog dumps every thread's stack if the next tick is late
+            import faulthandler
+
+            faulthandler.dump_traceback_later(DIAGNOSE, exit=False, file=DIAGNOSE_FILE)
         now = time.perf_counter()
         if self.last is not None:
             gap = (now - self.last) * 1000
@@ -80,6 +84,8 @@ def wait_for(app, predicate, timeout_s: float) -> bool:
 
 
 GC_PAUSES: list[tuple[int, float]] = []
+DIAGNOSE = 0.0  # seconds; --diagnose
+DIAGNOSE_FILE = None
 
 
 def _track_gc() -> None:
@@ -103,7 +109,12 @@ def main() -> None:
     parser.add_argument("--question", action="append",
                         help="asked in turn until one is answered rather than refused (repeatable)")
     parser.add_argument("--out")
+    parser.add_argument("--diagnose", metavar="FILE",
+                        help="write every thread's stack here whenever a tick is over 60 ms late")
     args = parser.parse_args()
+    if args.diagnose:
+        global DIAGNOSE, DIAGNOSE_FILE
+        DIAGNOSE, DIAGNOSE_FILE = 0.07, open(args.diagnose, "w")
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
     from PySide6.QtCore import QTimer
