@@ -1,9 +1,11 @@
 """Reader processes chunk with the embedding model's own tokenizer, and get the same chunks."""
 
+import os
+
 import pytest
 
 from rag.chunking import ChunkPlan, Chunker, FileTokenizer
-from rag.parsing import ParsePool
+from rag.parsing import ParseLimits, ParsePool
 from rag.types import PageText
 
 TEXTS = [
@@ -68,3 +70,34 @@ def test_a_broken_tokenizer_fails_the_file_not_the_batch(tmp_path):
             [("bad", str(good), [], plan, "p"), ("plain", str(good), [])])}
     assert "could not be read" in str(results["bad"][0])
     assert results["plain"][1] is None and results["plain"][0].pages
+
+
+def test_the_reading_limit_does_not_cut_off_chunking_a_big_document(tokenizer_file, tmp_path, monkeypatch):
+    # Read in milliseconds, chunked in about 4 s here: the 2 s limit is for reading only.
+    import rag.parsing
+
+    monkeypatch.setattr(rag.parsing, "CHUNK_TIME_FACTOR", 1000)
+    path = tmp_path / "big.txt"
+    paragraph = " ".join(f"Line {i} of a long and perfectly ordinary report." for i in range(40))
+    path.write_text("\n\n".join(paragraph for _ in range(800)), encoding="utf-8")
+    plan = ChunkPlan(tokenizer_file, 200, 40)
+    with ParsePool(ParseLimits(seconds=2.0)) as pool:
+        [(_, document, chunked)] = list(pool.map([("k", str(path), [], plan, "big")]))
+    assert chunked is not None, document
+    assert len(chunked[0]) > 500
+
+
+def test_a_reader_that_hangs_while_chunking_is_stopped_with_its_own_reason(tmp_path, monkeypatch):
+    import rag.parsing
+
+    monkeypatch.setattr(rag.parsing, "CHUNK_TIME_FACTOR", 2)
+    path = tmp_path / "a.txt"
+    path.write_text("words\n", encoding="utf-8")
+    # A tokenizer file that never finishes loading: a FIFO nobody writes to.
+    fifo = tmp_path / "tokenizer.json"
+    os.mkfifo(fifo)
+    plan = ChunkPlan(str(fifo), 50, 5)
+    with ParsePool(ParseLimits(seconds=3.0)) as pool:
+        [(_, error, chunked)] = list(pool.map([("k", str(path), [], plan, "p")]))
+    assert chunked is None
+    assert "took longer than 6 s to cut into chunks" in str(error)
