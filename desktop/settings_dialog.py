@@ -124,13 +124,20 @@ class SettingsDialog(QDialog):
     def result_settings(self) -> Settings | None:
         return self._result
 
-    @Slot()
-    def _on_changed(self, *_args) -> None:
+    def _validated(self) -> Settings | None:
+        """The chosen settings, or None after showing why they are not valid."""
         new = self.chosen()
         try:
             new.validate()
         except EnclaveError as exc:
             self.message.setText(str(exc))
+            return None
+        return new
+
+    @Slot()
+    def _on_changed(self, *_args) -> None:
+        new = self._validated()
+        if new is None:
             return
         reload, reindex = what_changes(self._original, new)
         notes = []
@@ -170,11 +177,8 @@ class SettingsDialog(QDialog):
 
     @Slot()
     def _on_accepted(self) -> None:
-        new = self.chosen()
-        try:
-            new.validate()
-        except EnclaveError as exc:
-            self.message.setText(str(exc))
+        new = self._validated()
+        if new is None:
             return
         self._result = new
         self.accept()

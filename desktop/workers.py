@@ -156,9 +156,7 @@ class EngineWorker(QObject):
         try:
             before()
         except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
-            if not _is_expected(exc):
-                log.exception("the repair failed")
-            self.engine_failed.emit(_message_for(exc))
+            self._engine_failed(exc, "the repair failed")
             return
         self._build()
 
@@ -171,11 +169,14 @@ class EngineWorker(QObject):
             self.data_damaged.emit(dict(exc.problems))
             return
         except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
-            if not _is_expected(exc):
-                log.exception("the engine could not be built")
-            self.engine_failed.emit(_message_for(exc))
+            self._engine_failed(exc, "the engine could not be built")
             return
         self._on_queued()
+
+    def _engine_failed(self, exc: BaseException, what: str) -> None:
+        if not _is_expected(exc):
+            log.exception(what)
+        self.engine_failed.emit(_message_for(exc))
 
     @Slot()
     def _on_queued(self) -> None:
