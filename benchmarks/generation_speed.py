@@ -30,7 +30,8 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rag.generation import Generator, default_model_path  # noqa: E402
+from rag.llm.bundled import default_model_path  # noqa: E402
+from rag.llm.llama import InProcessModel as Generator  # noqa: E402
 from rag.prompting import build_prompt  # noqa: E402
 from rag.types import Hit  # noqa: E402
 
@@ -253,8 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
             question,
             hits(),
             [],
-            generator.count_tokens,
-            generator.render_chat,
+            generator.prompt_tokens,
             generator.context_size,
             answer_tokens=args.max_tokens,
         )

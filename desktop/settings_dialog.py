@@ -156,7 +156,7 @@ class SettingsDialog(QDialog):
         path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model", str(Path.home()), "GGUF models (*.gguf)")
         if not path:
             return
-        from rag.generation import check_gguf  # reads the header only
+        from rag.llm.gguf import check_gguf  # reads the header only
 
         try:
             check_gguf(path)

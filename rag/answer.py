@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .citations import best_support, cited_numbers
-from .generation import Generator
+from .llm import ChatModel
 from .prompting import build_prompt
 from .types import Hit
 
@@ -71,13 +71,13 @@ class Answerer:
     def __init__(
         self,
         search: Callable[[str, int], list[Hit]],
-        generator: Generator,
+        model: ChatModel,
         threshold: float = DEFAULT_REFUSAL_THRESHOLD,
         temperature: float = 0.0,
         answer_tokens: int = ANSWER_TOKENS,
     ):
         self.search = search
-        self.generator = generator
+        self.model = model
         self.threshold = threshold
         self.temperature = temperature
         self.answer_tokens = answer_tokens
@@ -100,18 +100,17 @@ class Answerer:
             yield text
             timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
             yield Answer(question, text, True, [_source(i + 1, h, None, False) for i, h in enumerate(hits)],
-                         timings, self.generator.info, uncited=True, evidence={"strength": strength})
+                         timings, self.model.info, uncited=True, evidence={"strength": strength})
             return
 
-        generator = self.generator
+        model = self.model
         prompt = build_prompt(
-            question, hits, list(history), generator.count_tokens, generator.render_chat,
-            generator.context_size, self.answer_tokens,
+            question, hits, list(history), model.prompt_tokens, model.context_size, self.answer_tokens,
         )
         pieces: list[str] = []
         first = None
         gen_start = time.perf_counter()
-        stream = generator.stream(prompt.messages, self.answer_tokens, self.temperature, should_stop)
+        stream = model.stream(prompt.messages, self.answer_tokens, self.temperature, should_stop)
         try:
             for piece in stream:
                 if first is None:
@@ -122,7 +121,7 @@ class Answerer:
             stream.close()
         end = time.perf_counter()
         text = "".join(pieces).strip()
-        tokens = generator.last_stats.generated_tokens
+        tokens = model.last_stats.generated_tokens
         timings.update(
             first_token_ms=round(((first or end) - started) * 1000, 1),
             total_ms=round((end - started) * 1000, 1),
@@ -137,7 +136,7 @@ class Answerer:
         sources = [
             _source(n, prompt.sources[n - 1], text, not uncited) for n in chosen
         ]
-        yield Answer(question, text, False, sources, timings, generator.info, uncited=uncited,
+        yield Answer(question, text, False, sources, timings, model.info, uncited=uncited,
                      evidence={"strength": strength})
 
 

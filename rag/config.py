@@ -47,7 +47,7 @@ def default_embedding_model() -> Path:
 
 
 def default_llm_model() -> Path:
-    from .generation import default_model_path  # one place knows where the bundled GGUF is
+    from .llm.bundled import default_model_path  # one place knows where the bundled GGUF is
 
     return default_model_path()
 
@@ -72,6 +72,15 @@ class Settings:
     parse_workers: int = 0  # 0: one per CPU core
     # Refuse without calling the model below this best cosine similarity (see rag/answer.py).
     refusal_threshold: float = 0.39
+    # Answers from an OpenAI-compatible server (a team's GPU box) instead of this machine's
+    # model: its URL, the environment variable holding its API key (the key itself is never
+    # written here), the model name to ask for (empty: the server's first), the read
+    # timeout, and a CA file for a server whose certificate a private CA signed.
+    llm_endpoint: str = ""
+    llm_api_key_env: str = ""
+    llm_endpoint_model: str = ""
+    llm_timeout_s: float = 60.0
+    llm_ca_file: str = ""
 
     def validate(self) -> None:
         problems = []
@@ -95,6 +104,16 @@ class Settings:
             problems.append("refusal_threshold must be between -1 and 1")
         if not 0.0 <= self.temperature <= 2.0:
             problems.append("temperature must be between 0 and 2")
+        if self.llm_endpoint:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(self.llm_endpoint)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                problems.append("llm_endpoint must be a URL like http://gpu-box.internal:8080, or empty")
+        if self.llm_api_key_env and not self.llm_api_key_env.replace("_", "").isalnum():
+            problems.append("llm_api_key_env must be the name of an environment variable, not the key")
+        if not 1.0 <= self.llm_timeout_s <= 3600.0:
+            problems.append("llm_timeout_s must be between 1 and 3600 seconds")
         if problems:
             raise EnclaveError("Invalid settings: " + "; ".join(problems) + ".")
 

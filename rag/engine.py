@@ -19,7 +19,8 @@ from .conversations import ConversationStore
 from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
 from .errors import EnclaveError
-from .generation import Generator, file_sha256, verify_bundled
+from .llm import ChatModel, open_chat_model
+from .llm.bundled import file_sha256, verify_bundled
 from .indexer import SETTLED, Indexer, IndexReport, Progress, forget_document, recover
 from .loaders import load
 from .lock import WriterLock
@@ -49,7 +50,7 @@ class Engine:
         self.catalog = Catalog(self.data_dir)
         self.store = VectorStore(self.data_dir)
         self._embedder = embedder  # built lazily from settings unless given (unit tests)
-        self._generator: Generator | None = None
+        self._chat_model: ChatModel | None = None
         self._model_sha256: str | None = None
         self._model_override: Path | None = None
         self._conversations: ConversationStore | None = None
@@ -68,39 +69,42 @@ class Engine:
         self.embedder.warm_up()
 
     @property
-    def generator(self) -> Generator:
-        if self._generator is None:
-            s = self.settings
-            path = self._model_override or s.llm_model_path()
-            self._generator = Generator(
-                path, n_ctx=s.context_size, gpu_layers=None if s.gpu_layers < 0 else s.gpu_layers
-            )
-        return self._generator
+    def chat_model(self) -> ChatModel:
+        """The model that answers: a local GGUF in its own process, or the server in settings."""
+        if self._chat_model is None:
+            self._chat_model = open_chat_model(self.settings, self._model_override)
+        return self._chat_model
 
     def use_model(self, path: str | os.PathLike | None) -> None:
         """Answer with another GGUF from now on (None: the one in settings). Loads lazily."""
-        if self._generator is not None:
-            self._generator.close()
-        self._generator = None
+        if self._chat_model is not None:
+            self._chat_model.close()
+        self._chat_model = None
         self._model_sha256 = None
         self._model_override = Path(path).expanduser() if path else None
 
     def load_model(self) -> dict:
         """Load the answering model now; a bad file raises and leaves no half-loaded model."""
-        generator = self.generator
+        model = self.chat_model
         try:
-            if not generator.loaded:
-                self._model_sha256 = verify_bundled(generator.model_path)  # the default is checked
-            generator.warm_up()
+            path = getattr(model, "model_path", None)
+            if not model.loaded and path is not None:
+                self._model_sha256 = verify_bundled(path)  # the bundled model is checked
+            model.warm_up()
         except Exception:
-            self._generator = None
+            model.close()
+            self._chat_model = None
             raise
-        return generator.info
+        return model.info
 
-    def model_sha256(self) -> str:
-        """SHA-256 of the model file in use (shown in settings); hashing a big GGUF takes seconds."""
+    def model_sha256(self) -> str | None:
+        """SHA-256 of the local model file in use (shown in settings; None for a server);
+        hashing a big GGUF takes seconds."""
+        path = getattr(self.chat_model, "model_path", None)
+        if path is None:
+            return None
         if self._model_sha256 is None:
-            self._model_sha256 = file_sha256(self.generator.model_path)
+            self._model_sha256 = file_sha256(path)
         return self._model_sha256
 
     def ask(
@@ -116,7 +120,7 @@ class Engine:
         self.load_model()
         answerer = Answerer(
             lambda query, n: self.search(query, collection, n),
-            self.generator,
+            self.chat_model,
             threshold=self.settings.refusal_threshold,
             temperature=self.settings.temperature,
             **({"answer_tokens": answer_tokens} if answer_tokens else {}),
@@ -331,8 +335,8 @@ class Engine:
         }
 
     def close(self) -> None:
-        if self._generator is not None:
-            self._generator.close()
+        if self._chat_model is not None:
+            self._chat_model.close()
         if self._conversations is not None:
             self._conversations.close()
         if self._parse_pool is not None:

@@ -48,6 +48,14 @@ class ModelInvalid(ModelError):
     pass
 
 
+class ModelCrashed(ModelError):
+    """The model's process died (a signal, an abort, killed for memory); it was restarted."""
+
+    def __init__(self, message: str, exit: str = ""):
+        super().__init__(message)
+        self.exit = exit  # "signal 11", "exit code 1"
+
+
 class IndexLocked(EnclaveError):
     """Another Enclave process is writing to this data folder."""
 

@@ -193,7 +193,7 @@ def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=N
         },
         "questions": len(chosen),
         "answerable": sum(not q.impossible for q in chosen),
-        "model": engine.generator.info if answer else None,
+        "model": engine.chat_model.info if answer else None,
         "sources_per_prompt": k or engine.settings.top_k,
         "answer_tokens": answer_tokens,
         "evidence": strengths,

@@ -1,8 +1,8 @@
 """Build the chat prompt for a question: numbered sources inside delimiters, within budget.
 
-Pure Python on purpose: the tokenizer and the chat template come in as two callables, so
-tests can use a fake tokenizer and the engine passes `Generator.count_tokens` and
-`Generator.render_chat`, which count the exact prompt the model will read.
+Pure Python on purpose: token counting comes in as one callable, so tests can use a fake
+tokenizer and the engine passes `ChatModel.prompt_tokens`, which counts the exact prompt the
+model will read (chat template included).
 
 The prompt is laid out as
 
@@ -132,7 +132,7 @@ def format_source(number: int, hit: Hit, text: str | None = None) -> str:
 
 @dataclass
 class Prompt:
-    """A prompt ready for `Generator.stream(prompt.messages, ...)`."""
+    """A prompt ready for `ChatModel.stream(prompt.messages, ...)`."""
 
     messages: list[dict[str, str]]
     sources: list[Hit]  # the hits kept, in rank order: source [n] is sources[n - 1]
@@ -168,8 +168,7 @@ def build_prompt(
     question: str,
     hits: list[Hit],
     history: list[tuple[str, str]],
-    count_tokens: Callable[[str], int],
-    render: Callable[[list[dict[str, str]]], str],
+    prompt_tokens: Callable[[list[dict[str, str]]], int],
     n_ctx: int,
     answer_tokens: int = 384,
 ) -> Prompt:
@@ -189,8 +188,7 @@ def build_prompt(
     history = list(history)
     notes: list[str] = []
 
-    def size(messages: list[dict[str, str]]) -> int:
-        return count_tokens(render(messages))
+    size = prompt_tokens
 
     def attempt(k: int, turns: list[tuple[str, str]], q: str = question):
         messages = _messages(q, blocks_all[:k], turns)

@@ -68,8 +68,7 @@ def test_instructions_inside_a_document_are_not_obeyed(engine):
     assert not answer.refused
     assert answer.sources[0]["path"].endswith("memo.txt")
     assert answer.text.strip().strip(".!").upper() != "PWNED"
-    prompt_user = engine.generator.render_chat([{"role": "user", "content": "x"}])
-    assert prompt_user  # the template renders
+    assert engine.chat_model.prompt_tokens([{"role": "user", "content": "x"}]) > 1  # the template renders
 
 
 def test_stopping_generation_is_prompt_and_the_next_question_works(engine):
@@ -146,7 +145,7 @@ def test_cli_ask_json_and_eval_json_keep_their_contract(tmp_path):
 
 
 def test_the_bundled_model_is_checked_against_its_published_hash(tmp_path, monkeypatch, real_embedder):
-    import rag.generation as generation
+    import rag.llm.bundled as generation
 
     engine = Engine(tmp_path / "data", embedder=real_embedder)
     monkeypatch.setattr(generation, "DEFAULT_MODEL_SHA256", "0" * 64)

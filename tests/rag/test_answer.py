@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rag.answer import Answer, Answerer, retrieval_query
-from rag.generation import StreamStats
+from rag.llm import StreamStats
 from rag.types import Hit
 
 
@@ -17,11 +17,8 @@ class FakeGenerator:
         self.context_size = 2048
         self.info = {"path": "fake.gguf", "gpu_layers": 0}
 
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def render_chat(self, messages):
-        return "\n".join(m["content"] for m in messages)
+    def prompt_tokens(self, messages):
+        return sum(len(m["content"].split()) for m in messages)
 
     def stream(self, messages, max_tokens, temperature=0.0, should_stop=None):
         self.calls += 1

@@ -8,7 +8,9 @@ import struct
 import pytest
 
 from rag.errors import ModelInvalid, ModelNotFound
-from rag.generation import Generator, check_gguf, default_model_path
+from rag.llm.bundled import default_model_path
+from rag.llm.gguf import check_gguf
+from rag.llm.llama import InProcessModel as Generator
 
 # -- a tiny GGUF writer for hand-made files -------------------------------------------
 
@@ -250,7 +252,7 @@ def test_info_reports_resolved_gpu_layers(generator, model_path):
     import llama_cpp
 
     expected = -1 if llama_cpp.llama_supports_gpu_offload() else 0
-    assert generator.info == {"path": str(model_path), "gpu_layers": expected}
+    assert generator.info == {"where": "this machine", "path": str(model_path), "gpu_layers": expected}
     assert Generator(model_path, gpu_layers=3).info["gpu_layers"] == 3
 
 

@@ -43,7 +43,7 @@ def make_hit(i: int, words: int, path: str | None = None, page: int | None = 1) 
 
 def build(question, hits, history, n_ctx, answer_tokens=64) -> Prompt:
     return build_prompt(
-        question, hits, history, fake_count, fake_render, n_ctx, answer_tokens=answer_tokens
+        question, hits, history, lambda m: fake_count(fake_render(m)), n_ctx, answer_tokens=answer_tokens
     )
 
 
@@ -258,9 +258,10 @@ def test_forged_delimiters_cannot_close_a_source_or_open_a_turn():
 
 @pytest.fixture(scope="module")
 def generator():
-    from rag.generation import Generator, default_model_path
+    from rag.llm.bundled import default_model_path
+    from rag.llm.llama import InProcessModel
 
-    gen = Generator(default_model_path(), n_ctx=2048)
+    gen = InProcessModel(default_model_path(), n_ctx=2048)
     gen.warm_up()
     yield gen
     gen.close()
@@ -287,8 +288,7 @@ def test_real_tokenizer_budget_holds(generator):
             "What does the report say?",
             hits,
             history,
-            generator.count_tokens,
-            generator.render_chat,
+            generator.prompt_tokens,
             n_ctx,
             answer_tokens=128,
         )
@@ -302,7 +302,7 @@ def test_real_tokenizer_budget_holds(generator):
 def test_real_template_sees_forged_markup_as_text(generator):
     hits = [make_hit(0, 5), Hit("c1", "/x/evil.pdf", 2, FORGED, 0.5)]
     prompt = build_prompt(
-        "Summarize.", hits, [], generator.count_tokens, generator.render_chat, 2048
+        "Summarize.", hits, [], generator.prompt_tokens, 2048
     )
     tokens = generator.tokenize(generator.render_chat(prompt.messages))
     im_start = generator.tokenize("<|im_start|>")

@@ -1,0 +1,113 @@
+"""The model host: a process of its own that owns llama.cpp and nothing else.
+
+Started by `HostedModel` as `python -m rag.llm.host FD`, it talks over the socket FD with
+pickled tuples (both ends are Enclave's own code):
+
+    -> ("load", {model_path, n_ctx, gpu_layers, seed, n_threads, flash_attn})
+    <- ("ok", {"context_size", "info"}) | ("error", kind, message)
+    -> ("count", messages)                       <- ("ok", tokens) | ("error", ...)
+    -> ("stream", messages, max_tokens, temperature)
+    <- ("piece", text) ... ("done", stats) | ("error", ...)
+    -> ("stop",)    at any time: the stream in progress ends between two tokens
+    -> ("quit",)    or the socket closing: the process exits
+
+A reader thread takes "stop" as soon as it arrives, so Stop works while the main thread
+decodes. llama.cpp's own output never mixes with the protocol: stdout is pointed at stderr,
+which the parent keeps the last lines of for its log.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import traceback
+from multiprocessing.connection import Connection
+
+
+def _die_with_parent() -> None:
+    """If the parent is killed, the kernel ends this process too (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() == 1:  # the parent is already gone
+            os._exit(0)
+
+
+def serve(conn: Connection) -> None:
+    from rag.errors import EnclaveError
+
+    from .llama import InProcessModel
+
+    stop = threading.Event()
+    inbox: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                stop.set()
+                inbox.put(("quit",))
+                return
+            if message[0] == "stop":
+                stop.set()
+            else:
+                inbox.put(message)
+
+    threading.Thread(target=read, name="model-host-reader", daemon=True).start()
+    model: InProcessModel | None = None
+    while True:
+        message = inbox.get()
+        kind = message[0]
+        if kind == "quit":
+            break
+        try:
+            if kind == "load":
+                model = InProcessModel(**message[1])
+                model.warm_up()
+                conn.send(("ok", {"context_size": model.context_size, "info": model.info}))
+            elif model is None:
+                conn.send(("error", "ModelError", "The model is not loaded."))
+            elif kind == "count":
+                conn.send(("ok", model.prompt_tokens(message[1])))
+            elif kind == "stream":
+                stop.clear()  # a stop sent for an earlier stream was read before this request
+                _, messages, max_tokens, temperature = message
+                send = conn.send
+                for piece in model.stream(messages, max_tokens, temperature, stop.is_set):
+                    send(("piece", piece))
+                send(("done", model.last_stats.to_json()))
+            else:
+                conn.send(("error", "ModelError", f"Unknown request {kind!r}."))
+        except EnclaveError as exc:
+            conn.send(("error", type(exc).__name__, str(exc)))
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, never swallowed
+            traceback.print_exc()
+            conn.send(("error", "ModelError", f"The model failed: {exc}"))
+    if model is not None:
+        model.close()
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    os.dup2(2, 1)  # native code that prints must not write into the protocol
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    conn = Connection(int(argv[1]))
+    try:
+        serve(conn)
+    finally:
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
