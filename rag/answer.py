@@ -1,10 +1,17 @@
-"""The answer pipeline: retrieve, decide whether the evidence can answer, prompt, stream, cite.
+"""The answer pipeline: retrieve, weigh the evidence, quote, prompt, stream, cite, check.
 
-`Answerer.ask()` is a generator: it yields the answer's text pieces as the model decodes
-them, then one `Answer` with the sources it cites, the supporting passage in each, and the
-timings. When the best evidence is too weak it refuses without calling the model: a small
-model given unrelated text improvises, and an invented answer with a citation is worse
-than none.
+`Answerer.ask()` is a generator. It yields, in order:
+
+1. a `Quote` as soon as the evidence is read (before the model has seen a token): the one
+   sentence of the documents that best answers the question, verbatim, with its source;
+2. the answer's text pieces as the model decodes them;
+3. one `Answer` with the sources it cites, each claim of the answer checked against them,
+   and the timings.
+
+When the evidence is too weak (see rag/evidence.py) it refuses without calling the model
+and without a quote: a small model given unrelated text improvises, and an invented answer
+with a citation is worse than none. A model that says it cannot answer from the sources
+counts as a refusal too.
 """
 
 from __future__ import annotations
@@ -15,18 +22,49 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from . import evidence as ev
 from .citations import best_support, cited_numbers
 from .llm import ChatModel
-from .prompting import build_prompt
+from .prompting import CANNOT_ANSWER, build_prompt
 from .types import Hit
 
-# Refusal: the best vector hit's cosine similarity to the question must reach this.
-# Chosen on ../shared/eval/squad2-dev-public.json with `enclave-cli eval --plot` as the
-# highest threshold that refuses at most 10% of answerable questions (see README, Results).
-DEFAULT_REFUSAL_THRESHOLD = 0.39
+DEFAULT_MIN_PROBABILITY = ev.DEFAULT_MIN_PROBABILITY
 ANSWER_TOKENS = 384
+QUOTES = 3  # verbatim sentences kept with every answer (shown when no claim is supported)
 
 REFUSAL_TEXT = "I could not find the answer to this in your documents."
+
+# The model's own way of saying the sources do not hold the answer (its first sentence).
+_MODEL_REFUSAL = re.compile(
+    r"^\W*(?:i\s+(?:cannot|can't|can\s+not|am\s+unable\s+to|could\s+not|couldn't)\s+(?:answer|find|determine|tell)"
+    r"|i\s+(?:do\s+not|don't)\s+know"
+    r"|(?:the\s+)?(?:provided\s+|given\s+)?(?:sources?|documents?|text|context)\s+(?:do|does)\s+not\s+"
+    r"(?:contain|mention|say|provide|include|specify|state)"
+    r"|there\s+is\s+no\s+(?:information|mention)"
+    r"|(?:this|that|it)\s+is\s+not\s+(?:mentioned|stated|specified|provided)"
+    r"|no\s+(?:information|answer)\b)",
+    re.IGNORECASE,
+)
+
+
+def model_refused(text: str) -> bool:
+    """True when the answer opens by saying the sources cannot answer the question."""
+    plain = re.sub(r"\s*\[[\d,\s-]+\]", "", text).strip()
+    return bool(plain) and (CANNOT_ANSWER.lower().rstrip(".") in plain.lower() or bool(_MODEL_REFUSAL.match(plain)))
+
+
+@dataclass
+class Quote:
+    """The sentence of the documents that best answers the question, verbatim."""
+
+    text: str
+    source: dict  # path, page, chunk_id, char_start, start/end in the chunk, relevance
+    ms: float  # from the question to the quote
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "source": self.source}
 
 
 @dataclass
@@ -39,22 +77,26 @@ class Answer:
     model: dict
     uncited: bool = False  # the model cited nothing: sources are those it was given
     evidence: dict = field(default_factory=dict)
+    quote: Quote | None = None
+    quotes: list[dict] = field(default_factory=list)  # the best verbatim sentences, best first
+    claims: list[dict] = field(default_factory=list)
+    refused_by: str | None = None  # "evidence" (no model call) or "model"
 
     def to_json(self) -> dict:
         return {
             "answer": self.text,
             "refused": self.refused,
+            "refused_by": self.refused_by,
             "uncited": self.uncited,
             "sources": self.sources,
             "timings": self.timings,
             "model": self.model,
+            "quote": self.quote.to_json() if self.quote else None,
+            "quotes": self.quotes,
+            "claims": self.claims,
+            "supported": any(c["supported"] for c in self.claims) if self.claims else None,
+            "evidence": self.evidence,
         }
-
-
-def evidence_strength(hits: Sequence[Hit]) -> float:
-    """The best cosine similarity among the retrieved chunks (0 when none)."""
-    scores = [h.vector_score for h in hits if h.vector_score is not None]
-    return max(scores, default=0.0)
 
 
 def retrieval_query(question: str, history: Sequence[tuple[str, str]]) -> str:
@@ -72,15 +114,19 @@ class Answerer:
         self,
         search: Callable[[str, int], list[Hit]],
         model: ChatModel,
-        threshold: float = DEFAULT_REFUSAL_THRESHOLD,
+        embed: Callable[[Sequence[str]], np.ndarray],
+        min_probability: float = DEFAULT_MIN_PROBABILITY,
         temperature: float = 0.0,
         answer_tokens: int = ANSWER_TOKENS,
+        excerpts: bool = True,
     ):
         self.search = search
         self.model = model
-        self.threshold = threshold
+        self.embed = embed
+        self.min_probability = min_probability
         self.temperature = temperature
         self.answer_tokens = answer_tokens
+        self.excerpts = excerpts  # the prompt carries the sentences that bear on the question
 
     def ask(
         self,
@@ -88,24 +134,41 @@ class Answerer:
         k: int = 5,
         history: Sequence[tuple[str, str]] = (),
         should_stop: Callable[[], bool] | None = None,
-    ) -> Iterator[str | Answer]:
+    ) -> Iterator[str | Quote | Answer]:
         started = time.perf_counter()
-        hits = self.search(retrieval_query(question, history), k)
+        query = retrieval_query(question, history)
+        hits = self.search(query, max(k, ev.EVIDENCE_K))
         retrieve_ms = (time.perf_counter() - started) * 1000
-        strength = evidence_strength(hits)
-        timings = {"retrieve_ms": round(retrieve_ms, 1), "first_token_ms": None, "total_ms": None,
-                   "tokens": 0, "tokens_per_s": None}
-        if strength < self.threshold:
+        evidence = ev.gather(query, hits, self.embed)  # "and who led it?" needs the topic too
+        evidence_ms = (time.perf_counter() - started) * 1000 - retrieve_ms
+        labels = [ev.relevance_label(p, self.min_probability) for p in evidence.source_probability]
+        hits = hits[:k]
+        timings = {"retrieve_ms": round(retrieve_ms, 1), "evidence_ms": round(evidence_ms, 1),
+                   "quote_ms": None, "first_token_ms": None, "total_ms": None, "tokens": 0, "tokens_per_s": None}
+        summary = {"probability": round(evidence.probability, 4),
+                   "features": {name: round(value, 4) for name, value in evidence.features.items()},
+                   "min_probability": self.min_probability}
+        quotes = [_quote_json(evidence, s, labels) for s in evidence.best(QUOTES)]
+        if evidence.probability < self.min_probability:
             text = _refusal(hits)
             yield text
             timings["total_ms"] = round((time.perf_counter() - started) * 1000, 1)
-            yield Answer(question, text, True, [_source(i + 1, h, None, False) for i, h in enumerate(hits)],
-                         timings, self.model.info, uncited=True, evidence={"strength": strength})
+            yield Answer(question, text, True, [_source(i + 1, h, None, False, labels, i) for i, h in enumerate(hits)],
+                         timings, self.model.info, uncited=True, evidence=summary, quotes=quotes,
+                         refused_by="evidence")
             return
 
+        quote = None
+        if quotes:
+            timings["quote_ms"] = round((time.perf_counter() - started) * 1000, 1)
+            quote = Quote(quotes[0]["text"], quotes[0]["source"], timings["quote_ms"])
+            yield quote
+
         model = self.model
+        excerpts = [evidence.excerpt(i) for i in range(len(hits))] if self.excerpts else None
         prompt = build_prompt(
             question, hits, list(history), model.prompt_tokens, model.context_size, self.answer_tokens,
+            excerpts=excerpts,
         )
         pieces: list[str] = []
         first = None
@@ -130,17 +193,41 @@ class Answerer:
         )
         timings["prompt_tokens"] = prompt.prompt_tokens
         timings["generate_ms"] = round((end - gen_start) * 1000, 1)
+        refused = model_refused(text)
         cited = cited_numbers(text, len(prompt.sources))
         uncited = not cited
         chosen = cited or list(range(1, len(prompt.sources) + 1))
-        sources = [
-            _source(n, prompt.sources[n - 1], text, not uncited) for n in chosen
-        ]
-        yield Answer(question, text, False, sources, timings, model.info, uncited=uncited,
-                     evidence={"strength": strength})
+        sources = [_source(n, prompt.sources[n - 1], text, not uncited, labels, n - 1) for n in chosen]
+        claims = []
+        if not refused:
+            check_start = time.perf_counter()
+            claims = [c.to_json() for c in ev.check_claims(text, question, prompt.sources, self.embed,
+                                                           cited_numbers, best_support)]
+            timings["check_ms"] = round((time.perf_counter() - check_start) * 1000, 1)
+        yield Answer(question, text, refused, sources, timings, model.info, uncited=uncited,
+                     evidence=summary, quote=quote, quotes=quotes, claims=claims,
+                     refused_by="model" if refused else None)
 
 
-def _source(n: int, hit: Hit, answer: str | None, cited: bool) -> dict:
+def _quote_json(evidence: ev.Evidence, sentence: ev.Sentence, labels: list[str]) -> dict:
+    hit = evidence.hits[sentence.hit]
+    return {
+        "text": sentence.text,
+        "source": {
+            "n": sentence.hit + 1,  # its rank among the retrieved chunks
+            "path": hit.path,
+            "page": hit.page,
+            "page_end": hit.page_end,
+            "chunk_id": hit.chunk_id,
+            "char_start": hit.char_start,
+            "text": hit.text,
+            "support": {"start": sentence.start, "end": sentence.end, "text": sentence.text},
+            "relevance": labels[sentence.hit],
+        },
+    }
+
+
+def _source(n: int, hit: Hit, answer: str | None, cited: bool, labels: list[str], index: int) -> dict:
     support = None
     if answer:
         start, end, passage = best_support(_MARKER.sub("", answer), hit.text)
@@ -153,7 +240,8 @@ def _source(n: int, hit: Hit, answer: str | None, cited: bool) -> dict:
         "char_start": hit.char_start,  # where the chunk starts in Engine.document_text(path)
         "chunk_id": hit.chunk_id,
         "text": hit.text,
-        "score": round(hit.score, 6),
+        "score": round(hit.score, 6),  # fusion score, for tools; the window shows `relevance`
+        "relevance": labels[index] if index < len(labels) else "weak",
         "support": support,
         "cited": cited,
     }

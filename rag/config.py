@@ -70,8 +70,11 @@ class Settings:
     parse_timeout_s: float = 60.0
     parse_memory_mb: int = 1024
     parse_workers: int = 0  # 0: one per CPU core
-    # Refuse without calling the model below this best cosine similarity (see rag/answer.py).
-    refusal_threshold: float = 0.39
+    # Refuse without calling the model when the evidence model's probability that the
+    # documents answer is below this (rag/evidence.py); the prompt carries the sentences
+    # that bear on the question instead of whole chunks unless prompt_excerpts is off.
+    answer_min_probability: float = 0.35
+    prompt_excerpts: bool = True
     # Answers from an OpenAI-compatible server (a team's GPU box) instead of this machine's
     # model: its URL, the environment variable holding its API key (the key itself is never
     # written here), the model name to ask for (empty: the server's first), the read
@@ -100,8 +103,8 @@ class Settings:
             problems.append("parse_memory_mb must be between 128 and 65536")
         if not 0 <= self.parse_workers <= 64:
             problems.append("parse_workers must be between 0 (one per core) and 64")
-        if not -1.0 <= self.refusal_threshold <= 1.0:
-            problems.append("refusal_threshold must be between -1 and 1")
+        if not 0.0 <= self.answer_min_probability <= 1.0:
+            problems.append("answer_min_probability must be between 0 and 1")
         if not 0.0 <= self.temperature <= 2.0:
             problems.append("temperature must be between 0 and 2")
         if self.llm_endpoint:

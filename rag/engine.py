@@ -121,8 +121,10 @@ class Engine:
         answerer = Answerer(
             lambda query, n: self.search(query, collection, n),
             self.chat_model,
-            threshold=self.settings.refusal_threshold,
+            self.embedder.embed,
+            min_probability=self.settings.answer_min_probability,
             temperature=self.settings.temperature,
+            excerpts=self.settings.prompt_excerpts,
             **({"answer_tokens": answer_tokens} if answer_tokens else {}),
         )
         return answerer.ask(question, k or self.settings.top_k, history, should_stop)

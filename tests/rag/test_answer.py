@@ -1,10 +1,14 @@
-"""The answer pipeline with a fake generator: refusal, citation mapping, cancellation."""
+"""The answer pipeline with a fake generator: refusal, quote, claims, citation mapping,
+cancellation."""
 
 from __future__ import annotations
 
-from rag.answer import Answer, Answerer, retrieval_query
+from rag.answer import Answer, Answerer, Quote, model_refused, retrieval_query
 from rag.llm import StreamStats
 from rag.types import Hit
+from tests.fakes import HashEmbedder
+
+EMBED = HashEmbedder().embed
 
 
 class FakeGenerator:
@@ -36,16 +40,23 @@ class FakeGenerator:
 
 def hits(strength=0.8):
     return [
-        Hit("a-1", "/docs/a.pdf", 3, "Paris is the capital of France. It lies on the Seine.", 0.03, strength),
-        Hit("b-1", "/docs/b.txt", None, "Berlin is the capital of Germany.", 0.02, strength - 0.1),
+        Hit("a-1", "/docs/a.pdf", 3, "Paris is the capital of France. It lies on the Seine.", 0.03, strength, 4.0),
+        Hit("b-1", "/docs/b.txt", None, "Berlin is the capital of Germany.", 0.02, strength - 0.1, 2.0),
     ]
 
 
+def answerer_for(gen, found=hits, **kw):
+    return Answerer(lambda q, k: found(), gen, EMBED, **kw)
+
+
 def run(answerer, question="What is the capital of France?", **kw):
-    pieces, final = [], None
+    pieces, final, quotes = [], None, []
     for event in answerer.ask(question, **kw):
         if isinstance(event, Answer):
             final = event
+        elif isinstance(event, Quote):
+            quotes.append(event)
+            assert not pieces, "the quote comes before the model's first piece"
         else:
             pieces.append(event)
     return pieces, final
@@ -53,10 +64,15 @@ def run(answerer, question="What is the capital of France?", **kw):
 
 def test_weak_evidence_refuses_without_calling_the_model():
     gen = FakeGenerator(["never"])
-    answerer = Answerer(lambda q, k: hits(strength=0.1), gen, threshold=0.3)
-    pieces, answer = run(answerer)
+    unrelated = lambda: [  # noqa: E731
+        Hit("a-1", "/docs/a.pdf", 3, "Tomatoes grow well in warm soil.", 0.03, 0.1),
+        Hit("b-1", "/docs/b.txt", None, "The bus leaves at noon.", 0.02, 0.05),
+    ]
+    pieces, answer = run(answerer_for(gen, unrelated))
     assert gen.calls == 0
-    assert answer.refused and "could not find" in answer.text
+    assert answer.refused and answer.refused_by == "evidence" and "could not find" in answer.text
+    assert answer.evidence["probability"] < answer.evidence["min_probability"]
+    assert answer.quote is None and answer.to_json()["quote"] is None
     assert "a.pdf, page 3" in answer.text  # it names the closest sources it did find
     assert [s["path"] for s in answer.sources] == ["/docs/a.pdf", "/docs/b.txt"]
     assert all(not s["cited"] for s in answer.sources)
@@ -64,8 +80,7 @@ def test_weak_evidence_refuses_without_calling_the_model():
 
 def test_only_cited_sources_are_listed_with_their_supporting_sentence():
     gen = FakeGenerator(["The capital ", "of France is Paris ", "[1]."])
-    answerer = Answerer(lambda q, k: hits(), gen, threshold=0.3)
-    pieces, answer = run(answerer)
+    pieces, answer = run(answerer_for(gen))
     assert "".join(pieces) == "The capital of France is Paris [1]."
     assert not answer.refused and not answer.uncited
     assert [s["n"] for s in answer.sources] == [1]
@@ -79,26 +94,26 @@ def test_only_cited_sources_are_listed_with_their_supporting_sentence():
 
 def test_an_answer_without_citations_lists_the_given_sources_flagged():
     gen = FakeGenerator(["Paris."])
-    _, answer = run(Answerer(lambda q, k: hits(), gen, threshold=0.3))
+    _, answer = run(answerer_for(gen))
     assert answer.uncited and [s["n"] for s in answer.sources] == [1, 2]
     assert not any(s["cited"] for s in answer.sources)
 
 
 def test_out_of_range_markers_are_not_citations():
     gen = FakeGenerator(["Paris [7]."])
-    _, answer = run(Answerer(lambda q, k: hits(), gen, threshold=0.3))
+    _, answer = run(answerer_for(gen))
     assert answer.uncited
 
 
 def test_stopping_ends_the_stream_and_still_yields_an_answer():
     gen = FakeGenerator([f"w{i} " for i in range(100)])
     seen = []
-    answerer = Answerer(lambda q, k: hits(), gen, threshold=0.3)
+    answerer = answerer_for(gen)
     final = None
-    for event in answerer.ask("q", should_stop=lambda: len(seen) >= 3):
+    for event in answerer.ask("What is the capital of France?", should_stop=lambda: len(seen) >= 3):
         if isinstance(event, Answer):
             final = event
-        else:
+        elif isinstance(event, str):
             seen.append(event)
     assert len(seen) == 3 and final is not None and final.text == "w0 w1 w2"
 
@@ -106,10 +121,62 @@ def test_stopping_ends_the_stream_and_still_yields_an_answer():
 def test_follow_ups_carry_the_previous_question_into_retrieval():
     asked = []
     gen = FakeGenerator(["ok [1]"])
-    answerer = Answerer(lambda q, k: asked.append(q) or hits(), gen, threshold=0.3)
-    history = [("Who founded the Norman dynasty?", "Rollo [1].")]
-    run(answerer, "and who led it?", history=history)
-    assert asked == ["Who founded the Norman dynasty? and who led it?"]
+    answerer = Answerer(lambda q, k: asked.append(q) or hits(), gen, EMBED)
+    history = [("What is the capital of France?", "Paris [1].")]
+    run(answerer, "and which river is it on?", history=history)
+    assert asked == ["What is the capital of France? and which river is it on?"]
     assert retrieval_query("q", []) == "q"
     # the history reaches the prompt as turns
     assert any(m["role"] == "assistant" for m in gen.messages)
+
+
+def test_the_quote_comes_first_verbatim_with_its_source():
+    gen = FakeGenerator(["Paris [1]."])
+    events = list(answerer_for(gen).ask("What is the capital of France?"))
+    quote = events[0]
+    assert isinstance(quote, Quote)
+    assert quote.text == "Paris is the capital of France."
+    source = quote.source
+    assert source["path"] == "/docs/a.pdf" and source["page"] == 3
+    assert source["text"][source["support"]["start"]:source["support"]["end"]] == quote.text
+    answer = events[-1]
+    data = answer.to_json()
+    assert data["quote"] == {"text": quote.text, "source": source} and source["n"] == 1
+    assert data["timings"]["quote_ms"] is not None
+
+
+def test_an_invented_sentence_is_marked_unsupported():
+    gen = FakeGenerator(["Paris is the capital of France [1]. ",
+                         "It was founded by sailors from Atlantis in 1850 [1]."])
+    _, answer = run(answerer_for(gen))
+    claims = answer.to_json()["claims"]
+    assert [c["text"] for c in claims] == ["Paris is the capital of France.",
+                                           "It was founded by sailors from Atlantis in 1850."]
+    assert [c["supported"] for c in claims] == [True, False]
+    assert claims[0]["sources"] == [1] and claims[0]["score"] > claims[1]["score"]
+    assert claims[0]["support"]["text"] == "Paris is the capital of France."
+    assert answer.to_json()["supported"] is True
+
+
+def test_a_citation_alone_is_no_answer_and_cannot_answer_is_a_refusal():
+    _, bare = run(answerer_for(FakeGenerator(["[1]"])))
+    assert not bare.refused and bare.claims == []  # nothing to check: the window shows the quotes
+    _, answer = run(answerer_for(FakeGenerator(["I cannot answer this from the sources."])))
+    assert answer.refused and answer.refused_by == "model" and answer.claims == []
+    assert model_refused("The sources do not mention the population [1].")
+    assert model_refused("I don't know.")
+    assert not model_refused("Paris is the capital [1]. The sources do not mention its size.")
+
+
+def test_sources_carry_a_relevance_label_and_the_prompt_carries_excerpts():
+    long = " ".join(f"Filler sentence number {i} talks about weather." for i in range(12))
+    found = lambda: [Hit("a-1", "/docs/a.pdf", 3, long + " Paris is the capital of France. " + long, 0.03, 0.6, 3.0)]  # noqa: E731
+    gen = FakeGenerator(["Paris [1]."])
+    _, answer = run(answerer_for(gen, found))
+    assert answer.sources[0]["relevance"] in {"strong", "partial", "weak"}
+    body = gen.messages[-1]["content"]
+    assert "Paris is the capital of France." in body
+    assert body.count("Filler sentence") <= 4 and "\u2026" in body  # neighbours only, gaps marked
+    gen = FakeGenerator(["Paris [1]."])
+    run(answerer_for(gen, found, excerpts=False))
+    assert gen.messages[-1]["content"].count("Filler sentence") == 24

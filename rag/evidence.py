@@ -1,0 +1,356 @@
+"""Evidence at the level where answers live: the sentences of the retrieved chunks.
+
+One embedding call scores every sentence of the retrieved chunks against the question. From
+that come
+
+- the decision whether the documents can answer at all: a small logistic regression over
+  four signals (`FEATURES`: how close the best sentence and the best chunk are in meaning,
+  whether a name or number of the question is missing from the best passage, whether the
+  question denies what the passage does not), fitted on the public SQuAD 2.0 set by
+  `benchmarks/fit_answerability.py`, whose coefficients are written below;
+- the quote: the one sentence that best answers the question, verbatim, shown before the
+  model has read its prompt;
+- a plain relevance label per source ("strong", "partial", "weak"), from the same model
+  applied to that source alone;
+- the excerpts the prompt carries: the sentences that bear on the question with their
+  neighbours, instead of whole chunks;
+- the check of an answer's claims against the sentences of the sources they cite.
+
+Plain numpy and Python: the embedder is the one that indexed the documents.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .citations import content_stems, sentence_spans, stem
+from .types import Hit
+
+# How many retrieved chunks the evidence reads (the prompt may carry fewer).
+EVIDENCE_K = 5
+# A "sentence" longer than this (a table, a list without full stops) is cut at line breaks.
+LONG_SENTENCE = 300
+
+# --- the answerability model --------------------------------------------------------------
+# P(the documents answer the question) = sigmoid(INTERCEPT + sum(COEFFICIENTS[f] * x[f])).
+# Fitted by `benchmarks/fit_answerability.py` on ../shared/eval/squad2-dev-public.json
+# (626 questions, 5 chunks each); rerunning it prints these numbers. In-sample, P < 0.35
+# refuses 34.8% of unanswerable and 8.5% of answerable questions (the best cosine alone:
+# 17.7% at 9.9%).
+FEATURES = ("sentence_similarity", "chunk_similarity", "missing_name", "negation_mismatch")
+INTERCEPT = -1.9539
+COEFFICIENTS = {
+    "sentence_similarity": 2.0763,
+    "chunk_similarity": 1.4909,
+    "missing_name": -0.9262,
+    "negation_mismatch": -3.3715,
+}
+# Also read, and tried in the fit, but they carry no weight on SQuAD (its unanswerable
+# questions are written from the same paragraph): coverage of the question's words by the
+# best passage, and agreement of vector and keyword retrieval on the best chunk.
+# Answer when P reaches this: the highest cut that refuses at most 10% of the answerable
+# questions of the public set (see README, Results, and benchmarks/results/refusal_curve.png).
+DEFAULT_MIN_PROBABILITY = 0.35
+STRONG = 0.70  # a source whose own evidence reaches this is a "strong" match
+
+# A claim is supported when its content words are in the sources it cites, or when a
+# sentence of those sources says the same in other words.
+CLAIM_COVERAGE = 0.6
+CLAIM_SIMILARITY = 0.75
+# Words that answer a yes/no question without carrying content of their own.
+_AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indeed".split())
+_NEGATION = frozenset("not never no none nothing nobody neither nor without cannot".split())
+_TOKEN = re.compile(r"\w+(?:'\w+)?")
+
+
+def probability(features: dict[str, float]) -> float:
+    z = INTERCEPT + sum(COEFFICIENTS[name] * features[name] for name in FEATURES)
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def relevance_label(p: float, min_probability: float = DEFAULT_MIN_PROBABILITY) -> str:
+    if p >= STRONG:
+        return "strong"
+    return "partial" if p >= min_probability else "weak"
+
+
+# --- sentences and their scores --------------------------------------------------------------
+
+
+@dataclass
+class Sentence:
+    hit: int  # index into the hits
+    start: int  # offsets into hits[hit].text
+    end: int
+    text: str
+    similarity: float = 0.0  # cosine to the question
+    coverage: float = 0.0  # share of the question's content words in this sentence
+
+
+@dataclass
+class Evidence:
+    hits: list[Hit]
+    sentences: list[Sentence]  # every sentence of the hits read, in hit then text order
+    features: dict[str, float]
+    probability: float
+    source_probability: list[float]  # the same model on each hit alone
+    question_vector: np.ndarray | None = None
+    vectors: np.ndarray | None = None  # one row per sentence
+    embed: Callable[[Sequence[str]], np.ndarray] | None = field(default=None, repr=False)
+
+    def best(self, n: int = 1) -> list[Sentence]:
+        """The sentences that best answer the question, best first, one per distinct text."""
+        ranked = sorted(self.sentences, key=lambda s: -quote_score(s))
+        out, seen = [], set()
+        for s in ranked:
+            key = " ".join(s.text.split())
+            if key not in seen:
+                seen.add(key)
+                out.append(s)
+            if len(out) == n:
+                break
+        return out
+
+    def excerpt(self, hit: int, top: int = 2, neighbours: int = 1) -> str | None:
+        """The sentences of one hit that bear on the question, with their neighbours, in
+        document order; gaps are marked with an ellipsis. None when the hit has no sentence."""
+        own = [s for s in self.sentences if s.hit == hit]
+        if not own:
+            return None
+        chosen = sorted(range(len(own)), key=lambda i: -quote_score(own[i]))[:top]
+        keep = sorted({j for i in chosen for j in range(i - neighbours, i + neighbours + 1) if 0 <= j < len(own)})
+        parts, last = [], None
+        for j in keep:
+            if last is not None and j != last + 1:
+                parts.append("…")
+            parts.append(own[j].text)
+            last = j
+        if keep[0] > 0:
+            parts.insert(0, "…")
+        if keep[-1] < len(own) - 1:
+            parts.append("…")
+        return " ".join(parts)
+
+
+def quote_score(s: Sentence) -> float:
+    # Similarity finds the sentence about the question; coverage prefers the one that
+    # restates it, which is where an extractive answer usually sits.
+    return s.similarity + 0.5 * s.coverage
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    spans = []
+    for a, b in sentence_spans(text):
+        if b - a > LONG_SENTENCE:
+            spans.extend(_lines(text, a, b))
+            continue
+        # A heading ("Example document\nBeautiful is better than ugly.") is its own unit: a
+        # short whole line without punctuation (not a sentence's start wrapped mid-line).
+        lines = _lines(text, a, b)
+        if len(lines) > 1 and (a == 0 or text[a - 1] == "\n") and len(text[lines[0][0]:lines[0][1]].split()) <= 6 \
+                and not re.search(r"[.!?:;,]$", text[lines[0][0]:lines[0][1]]):
+            spans.append(lines[0])
+            a = lines[1][0]
+        spans.append((a, b))
+    return spans
+
+
+def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:
+    out, pos = [], a
+    for match in re.finditer(r"\n", text[a:b]):
+        out.append((pos, a + match.start()))
+        pos = a + match.end()
+    out.append((pos, b))
+    trimmed = []
+    for x, y in out:
+        while x < y and text[x].isspace():
+            x += 1
+        while y > x and text[y - 1].isspace():
+            y -= 1
+        if x < y:
+            trimmed.append((x, y))
+    return trimmed
+
+
+def question_terms(question: str) -> set[str]:
+    return set(content_stems(question))
+
+
+def coverage(terms: set[str], text: str) -> float:
+    if not terms:
+        return 0.0
+    return len(terms & set(content_stems(text))) / len(terms)
+
+
+def gather(question: str, hits: Sequence[Hit], embed: Callable[[Sequence[str]], np.ndarray],
+           k: int = EVIDENCE_K) -> Evidence:
+    """Read the sentences of the hits with one embedding call and weigh them; the decision
+    reads the first `k` hits (as it was fitted), labels and excerpts every hit."""
+    hits = list(hits)
+    terms = question_terms(question)
+    sentences = []
+    for i, hit in enumerate(hits):
+        for a, b in split_sentences(hit.text):
+            sentences.append(Sentence(i, a, b, hit.text[a:b]))
+    # Overlapping chunks repeat sentences: embed each distinct text once.
+    distinct = list(dict.fromkeys(" ".join(s.text.split()) for s in sentences))
+    vectors = embed([question] + distinct) if distinct else embed([question])
+    qv, table = vectors[0], dict(zip(distinct, vectors[1:]))
+    rows = []
+    for s in sentences:
+        v = table[" ".join(s.text.split())]
+        s.similarity = float(np.dot(qv, v))
+        s.coverage = coverage(terms, s.text)
+        rows.append(v)
+    features = _features(hits[:k], [s for s in sentences if s.hit < k], terms, range(min(k, len(hits))), question)
+    per_source = [probability(_features(hits, sentences, terms, [i], question)) for i in range(len(hits))]
+    return Evidence(hits, sentences, features, probability(features) if hits else 0.0, per_source, qv,
+                    np.array(rows) if rows else None, embed)
+
+
+def _features(hits: Sequence[Hit], sentences: Sequence[Sentence], terms: set[str], which,
+              question: str = "") -> dict[str, float]:
+    which = list(which)
+    own = [s for s in sentences if s.hit in which]
+    best = max(own, key=lambda s: s.similarity, default=None)
+    window, chunk_text = "", ""
+    if best is not None:
+        same = [s for s in own if s.hit == best.hit]
+        at = same.index(best)
+        window = " ".join(s.text for s in same[max(at - 1, 0): at + 2])  # the best passage
+        chunk_text = hits[best.hit].text
+    chunk = max((hits[i].vector_score or 0.0 for i in which), default=0.0)
+    tokens = _TOKEN.findall(question)
+    # Names and numbers: a capitalized word past the first, or a word starting with a digit.
+    names = {stem(w) for i, w in enumerate(tokens) if (i > 0 and w[0].isupper()) or w[0].isdigit()}
+    negated = any(_negation(w) for w in tokens)
+    return {
+        "sentence_similarity": best.similarity if best else 0.0,
+        "chunk_similarity": chunk,
+        "missing_name": float(bool(names - set(content_stems(chunk_text)))) if best else 1.0,
+        "negation_mismatch": float(negated and not any(_negation(w) for w in _TOKEN.findall(window))),
+        "coverage": coverage(terms, window),
+        "agreement": _agreement(hits, which),
+    }
+
+
+def _negation(word: str) -> bool:
+    word = word.lower()
+    return word in _NEGATION or word.endswith("n't")
+
+
+def _agreement(hits: Sequence[Hit], which: list[int]) -> float:
+    """1 when the chunk closest in meaning is also the best keyword match, else 0."""
+    if not hits:
+        return 0.0
+    by_vector = max(range(len(hits)), key=lambda i: hits[i].vector_score if hits[i].vector_score is not None else -2)
+    with_keywords = [i for i in range(len(hits)) if hits[i].keyword_score is not None]
+    if not with_keywords:
+        return 0.0
+    by_keyword = max(with_keywords, key=lambda i: hits[i].keyword_score)
+    return float(by_vector == by_keyword and by_vector in which)
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+_CITE = re.compile(r"\s*\[\s*\d+(?:\s*[,;\-\u2013]\s*\d+)*\s*\]")
+
+
+@dataclass
+class Claim:
+    text: str  # the sentence without its citation markers
+    start: int  # offsets of the sentence in the answer text (markers included)
+    end: int
+    sources: list[int]  # source numbers it cites (1-based)
+    supported: bool
+    score: float
+    support: dict | None  # {"n", "start", "end", "text"}: the passage in that source's chunk
+
+    def to_json(self) -> dict:
+        return {"text": self.text, "sources": self.sources, "supported": self.supported,
+                "score": round(self.score, 3), "start": self.start, "end": self.end,
+                "support": self.support}
+
+
+def check_claims(answer: str, question: str, sources: Sequence[Hit],
+                 embed: Callable[[Sequence[str]], np.ndarray] | None,
+                 cited_numbers: Callable[[str, int], list[int]],
+                 best_support: Callable[[str, str], tuple[int, int, str]]) -> list[Claim]:
+    """Split the answer into sentences and check each against the sources it cites (a
+    sentence citing nothing against all of them)."""
+    spans = _answer_sentences(answer)
+    if not spans or not sources:
+        return []
+    source_sentences = [[hit.text[a:b] for a, b in split_sentences(hit.text)] for hit in sources]
+    claims_text = [_CITE.sub("", answer[a:b]).strip() for a, b in spans]
+    flat = [t for group in source_sentences for t in group]
+    vectors = None
+    if embed is not None and flat:
+        vectors = embed(claims_text + flat)
+    offsets, pos = [], len(claims_text)
+    for group in source_sentences:
+        offsets.append((pos, pos + len(group)))
+        pos += len(group)
+    claims = []
+    for index, ((a, b), text) in enumerate(zip(spans, claims_text)):
+        # A sentence without its own marker is covered by the next marker in the same
+        # paragraph ("Paris is the capital. It lies on the Seine [1]."); failing that, all.
+        cited = cited_numbers(answer[a:b], len(sources)) or \
+            _next_cited(answer, spans, index, len(sources), cited_numbers)
+        numbers = cited or list(range(1, len(sources) + 1))
+        words = [w for w in content_stems(text) if w not in _AFFIRMATIONS]
+        # "Yes." says no more than the question it answers: check the question's words.
+        check_text = text if words else f"{question} {text}"
+        terms = set(content_stems(check_text)) - _AFFIRMATIONS
+        best = None
+        for n in numbers:
+            cov = coverage(terms, sources[n - 1].text)
+            sim = 0.0
+            lo, hi = offsets[n - 1]
+            if vectors is not None and hi > lo:
+                sim = float(np.max(vectors[lo:hi] @ vectors[index]))
+            ok = bool(terms) and (cov >= CLAIM_COVERAGE or sim >= CLAIM_SIMILARITY)
+            key = (ok, max(cov, sim))
+            if best is None or key > best[0]:
+                best = (key, n)
+        (supported, score), best_n = best
+        start, end, passage = best_support(check_text, sources[best_n - 1].text)
+        support = {"n": best_n, "start": start, "end": end, "text": passage} if passage else None
+        claims.append(Claim(text, a, b, cited, supported, score, support))
+    return claims
+
+
+def _next_cited(answer, spans, index, n_sources, cited_numbers) -> list[int]:
+    for a, b in spans[index + 1:]:
+        if "\n\n" in answer[spans[index][1]:a]:
+            return []
+        numbers = cited_numbers(answer[a:b], n_sources)
+        if numbers:
+            return numbers
+    return []
+
+
+def _answer_sentences(answer: str) -> list[tuple[int, int]]:
+    """Sentences of an answer with their citation markers kept (a marker after the full stop,
+    "... Paris. [1]", belongs to the sentence before it)."""
+    spans = sentence_spans(answer)
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        piece = answer[a:b]
+        if merged and not _CITE.sub("", piece).strip():
+            merged[-1] = (merged[-1][0], b)  # a lone marker joins the sentence before
+            continue
+        lead = re.match(r"(?:\s*\[\s*\d+(?:\s*[,;\-\u2013]\s*\d+)*\s*\])+", piece)
+        if merged and lead:
+            merged[-1] = (merged[-1][0], a + lead.end())
+            a = a + lead.end()
+            while a < b and answer[a].isspace():
+                a += 1
+        if a < b and re.search(r"\w", _CITE.sub("", answer[a:b])):
+            merged.append((a, b))
+    return merged
