@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", type=int, default=None, help="sources in each prompt (default: top_k from settings)")
     p.add_argument("--answer-tokens", type=int, default=None, help="longest answer in tokens (default 384)")
     p.add_argument("--plot", metavar="PNG", help="write the refusal trade-off curve here")
+    p.add_argument("--also-model", metavar="PATH", help="answer the same questions with this GGUF too, side by side")
+    p.add_argument("--prompt", choices=("sentences", "chunks"), default=None,
+                   help="what each source carries in the prompt (default: settings, sentences)")
+    p.add_argument("--records", metavar="JSON", help="write every question's answer and figures here")
     return parser
 
 
@@ -212,8 +216,9 @@ def cmd_remove(args) -> int:
 
 
 def _answer(engine, question, args, history=()):
-    """Stream one answer to stdout; Ctrl-C stops the model at once and keeps what it said."""
-    from .answer import Answer
+    """Stream one answer to stdout, the quote first; Ctrl-C stops the model at once and keeps
+    what it said."""
+    from .answer import Answer, Quote
 
     stop = {"now": False}
     result = None
@@ -222,6 +227,9 @@ def _answer(engine, question, args, history=()):
         for event in events:
             if isinstance(event, Answer):
                 result = event
+            elif isinstance(event, Quote):
+                if not args.json:
+                    print(f"\u201c{' '.join(event.text.split())}\u201d \u2014 {_place(event.source)}\n")
             elif not args.json:
                 sys.stdout.write(event)
                 sys.stdout.flush()
@@ -235,13 +243,26 @@ def _answer(engine, question, args, history=()):
     return result
 
 
+def _place(source: dict) -> str:
+    name = Path(source["path"]).name
+    return f"{name}, page {source['page']}" if source.get("page") else name
+
+
 def _print_sources(answer) -> None:
     print()
+    unsupported = [c for c in answer.claims if not c["supported"]]
+    if answer.claims and len(unsupported) == len(answer.claims):
+        print("(no source supports this answer; what the documents say:)")
+        for quote in answer.quotes:
+            print(f"    \u201c{' '.join(quote['text'].split())}\u201d \u2014 {_place(quote['source'])}")
+    elif unsupported:
+        for claim in unsupported:
+            print(f"(no source supports: \u201c{claim['text']}\u201d)")
     if answer.uncited and not answer.refused:
         print("(the answer cites no source; these are the sources it was given)")
     for s in answer.sources:
         page = f", page {s['page']}" if s["page"] else ""
-        print(f"[{s['n']}] {s['path']}{page}")
+        print(f"[{s['n']}] {s['path']}{page} ({s.get('relevance', '?')} match)")
         if s.get("support"):
             print(f"    \u201c{' '.join(s['support']['text'].split())[:200]}\u201d")
 
@@ -303,6 +324,8 @@ def cmd_eval(args) -> int:
     with tempfile.TemporaryDirectory(prefix="enclave-eval-data-") as tmp:
         # The user's settings (model, threshold, top-k) apply; the eval's index stays private.
         settings = Settings.load(_data_dir(args))
+        if args.prompt:
+            settings.prompt_excerpts = args.prompt == "sentences"
         engine = Engine(tmp, settings=settings)
         if args.model:
             engine.use_model(args.model)
@@ -315,31 +338,69 @@ def cmd_eval(args) -> int:
 
         try:
             report = evaluation.run(Path(args.squad), engine, args.limit, not args.retrieval_only, progress,
-                                    k=args.k, answer_tokens=args.answer_tokens)
+                                    k=args.k, answer_tokens=args.answer_tokens,
+                                    also_model=Path(args.also_model).expanduser() if args.also_model else None)
         finally:
             engine.close()
-    curve = evaluation.threshold_curve(report["evidence"])
+    curve = evaluation.threshold_curve(report["evidence"], signal="probability")
     chosen = evaluation.choose_threshold(curve)
     report["refusal"]["suggested_threshold"] = chosen
     # What each signal alone achieves within the same 10% budget on answerable questions.
     report["refusal"]["signals"] = {
         signal: evaluation.choose_threshold(evaluation.threshold_curve(report["evidence"], signal=signal))
-        for signal in ("strength", "keyword", "coverage", "margin")
+        for signal in ("probability", "strength")
     }
     if args.plot:
         evaluation.plot_curve(curve, chosen, Path(args.plot))
     report.pop("evidence")  # per-question signals: used for the curve, too long to print
+    if args.records:
+        Path(args.records).write_text(json.dumps(report["records"], ensure_ascii=False, indent=1) + "\n")
+    report.pop("records")
+    if "compare" in report and args.records:
+        Path(args.records).with_suffix(".compare.json").write_text(
+            json.dumps(report["compare"].pop("records"), ensure_ascii=False, indent=1) + "\n")
+    elif "compare" in report:
+        report["compare"].pop("records")
     if args.json:
         _emit(args, report, "")
     else:
-        r, a, f, t = report["retrieval"], report["answers"], report["refusal"], report["timings"]
-        print(f"questions {report['questions']} ({report['answerable']} answerable)")
-        print(f"retrieval  recall@1 {r['recall_at_1']}  recall@5 {r['recall_at_5']}  MRR {r['mrr']}")
-        print(f"answers    F1 {a['f1']}  exact match {a['exact_match']}")
-        print(f"refusal    unanswerable refused {f['unanswerable_refused']}  answerable refused {f['answerable_refused']}"
-              f"  (threshold {f['threshold']}; suggested {chosen['threshold']})")
-        print(f"timings    first token p50 {t['first_token_ms_p50']} ms  p95 {t['first_token_ms_p95']} ms  total p50 {t['total_ms_p50']} ms")
+        _print_eval(report, chosen)
     return 0
+
+
+def _print_eval(report: dict, chosen: dict) -> None:
+    r, f, q = report["retrieval"], report["refusal"], report["quote"]
+    print(f"questions {report['questions']} ({report['answerable']} answerable), "
+          f"{report['sources_per_prompt']} sources, prompt of {report['prompt']}")
+    print(f"retrieval  recall@1 {r['recall_at_1']}  recall@5 {r['recall_at_5']}  MRR {r['mrr']}")
+    d, o = f["decision"], f["old_cosine_threshold"]
+    print(f"decision   P < {d['min_probability']} refuses {d['unanswerable_refused']} of unanswerable, "
+          f"{d['answerable_refused']} of answerable (old cosine < {o['threshold']}: "
+          f"{o['unanswerable_refused']} / {o['answerable_refused']}; suggested P {chosen['threshold']})")
+    print(f"quote      holds the gold answer {q['contains_gold']}")
+    columns = [report] + ([report["compare"]] if "compare" in report else [])
+    if report.get("answers", {}).get("f1") is None:
+        return
+    names = [Path((c["model"] or {}).get("path") or "?").name[:34] for c in columns]
+    print(f"{'':34} " + " ".join(f"{n:>34}" for n in names))
+    rows = [
+        ("answer F1", lambda c: c["answers"]["f1"]),
+        ("exact match", lambda c: c["answers"]["exact_match"]),
+        ("gold contained in answer", lambda c: c["answers"]["contained"]),
+        ("unanswerable refused", lambda c: c["refusal"]["unanswerable_refused"]),
+        ("answerable refused", lambda c: c["refusal"]["answerable_refused"]),
+        ("  of which by the model (unans.)", lambda c: c["refusal"]["unanswerable_refused_by_model"]),
+        ("  of which by the model (ans.)", lambda c: c["refusal"]["answerable_refused_by_model"]),
+        ("claims supported", lambda c: c["claims"]["supported"]),
+        ("answers with no supported claim", lambda c: c["claims"]["answers_without_support"]),
+        ("first token p50 ms", lambda c: c["timings"]["first_token_ms_p50"]),
+        ("first token p95 ms", lambda c: c["timings"]["first_token_ms_p95"]),
+        ("quote shown p50 ms", lambda c: c["timings"]["quote_ms_p50"]),
+        ("quote shown p95 ms", lambda c: c["timings"]["quote_ms_p95"]),
+        ("prompt tokens p50", lambda c: c["timings"]["prompt_tokens_p50"]),
+    ]
+    for label, get in rows:
+        print(f"{label:34} " + " ".join(f"{str(get(c)):>34}" for c in columns))
 
 
 def cmd_verify(args) -> int:

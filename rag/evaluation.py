@@ -12,14 +12,14 @@ from __future__ import annotations
 import collections
 import json
 import re
-import statistics
 import string
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .answer import Answer, evidence_strength
+from . import evidence as ev
+from .answer import Answer
 from .chunking import document_text
 from .engine import Engine
 from .loaders import load
@@ -56,6 +56,17 @@ def exact_match(prediction: str, truth: str) -> float:
 def answer_only(text: str) -> str:
     """The answer without citation markers, which are not part of SQuAD's answers."""
     return re.sub(r"\s*\[\d+(?:\s*,\s*\d+)*\]", "", text).strip()
+
+
+def contains(prediction: str, truth: str) -> float:
+    """1 when the normalized gold answer appears in the normalized prediction: a sentence
+    that holds the answer is a right answer for a reader, though its F1 is low."""
+    gold = normalize_answer(truth)
+    return float(bool(gold) and f" {gold} " in f" {normalize_answer(prediction)} ")
+
+
+# The refusal rule before the evidence model: the best chunk's cosine below this.
+OLD_COSINE_THRESHOLD = 0.39
 
 
 # --- the run ---------------------------------------------------------------------------------
@@ -116,11 +127,14 @@ def run(
     progress: Callable[[int, int], None] | None = None,
     k: int | None = None,
     answer_tokens: int | None = None,
+    also_model: Path | None = None,
 ) -> dict:
     """Index the articles into a private data folder, then ask; returns the report dict.
 
     `k` (sources in each prompt) and `answer_tokens` default to the engine's settings;
-    fewer sources and a shorter answer make a CPU run of every question much faster."""
+    fewer sources and a shorter answer make a CPU run of every question much faster.
+    With `also_model`, the same questions are answered again by that GGUF and its figures
+    go to report["compare"], side by side with the first model's."""
     with tempfile.TemporaryDirectory(prefix="enclave-eval-") as tmp:
         tmp = Path(tmp)
         (tmp / "docs").mkdir()
@@ -129,7 +143,13 @@ def run(
         engine = engine or Engine(tmp / "data")
         try:
             engine.index_all([tmp / "docs"], collection="squad-eval")
-            return _measure(engine, questions, limit, answer, progress, k, answer_tokens)
+            report = _measure(engine, questions, limit, answer, progress, k, answer_tokens)
+            if also_model is not None and answer:
+                engine.use_model(also_model)
+                other = _measure(engine, questions, limit, answer, progress, k, answer_tokens)
+                report["compare"] = {key: other[key] for key in
+                                     ("model", "answers", "refusal", "quote", "claims", "timings", "records")}
+            return report
         finally:
             if own:
                 engine.close()
@@ -137,68 +157,138 @@ def run(
 
 def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=None) -> dict:
     chosen = questions if limit is None else _spread(questions, limit)
-    ranks, strengths = [], []
-    answered_f1, answered_em = [], []
-    refused_answerable, refused_unanswerable = [], []
-    first_token, total = [], []
+    ranks, signals, records = [], [], []
+    min_p = engine.settings.answer_min_probability
     for i, q in enumerate(chosen):
         hits = engine.search(q.text, "squad-eval", RETRIEVE_K)
         rank = gold_rank(q, hits) if not q.impossible else None
         if not q.impossible:
             ranks.append(rank)
-        top = hits[: engine.settings.top_k]
-        strengths.append({
+        evidence = ev.gather(q.text, hits[: ev.EVIDENCE_K], engine.embedder.embed)
+        best = evidence.best(1)
+        record = {
+            "id": q.id,
             "impossible": q.impossible,
             "gold_rank": rank,
-            "strength": evidence_strength(top),
-            # Signals tried beside the cosine similarity (see README, Results):
-            "keyword": max((h.keyword_score or 0.0 for h in top), default=0.0),
-            "coverage": max((term_coverage(q.text, h.text) for h in top), default=0.0),
-            "margin": (top[0].vector_score or 0.0) - (top[1].vector_score or 0.0) if len(top) > 1 else 0.0,
-        })
+            "probability": round(evidence.probability, 4),
+            "features": {name: round(v, 4) for name, v in evidence.features.items()},
+            "quote": best[0].text if best else "",
+            "quote_contains_gold": max((contains(best[0].text, a) for a in q.answers), default=0.0) if best else 0.0,
+        }
+        signals.append({"impossible": q.impossible, "probability": evidence.probability,
+                        "strength": evidence.features["chunk_similarity"]})
         if answer:
             result = _final(engine.ask(q.text, "squad-eval", k=k, answer_tokens=answer_tokens))
-            if result.timings.get("first_token_ms") is not None:
-                first_token.append(result.timings["first_token_ms"])
-            total.append(result.timings["total_ms"])
-            if q.impossible:
-                refused_unanswerable.append(result.refused)
-            else:
-                refused_answerable.append(result.refused)
-                prediction = "" if result.refused else answer_only(result.text)
-                answered_f1.append(max(f1_score(prediction, a) for a in q.answers))
-                answered_em.append(max(exact_match(prediction, a) for a in q.answers))
+            prediction = "" if result.refused else answer_only(result.text)
+            record.update(
+                refused=result.refused, refused_by=result.refused_by, answer=result.text,
+                first_token_ms=result.timings.get("first_token_ms"), quote_ms=result.timings.get("quote_ms"),
+                total_ms=result.timings.get("total_ms"), prompt_tokens=result.timings.get("prompt_tokens"),
+                claims=[{"supported": c["supported"], "score": c["score"]} for c in result.claims],
+            )
+            if not q.impossible:
+                record.update(
+                    f1=max(f1_score(prediction, a) for a in q.answers),
+                    exact_match=max(exact_match(prediction, a) for a in q.answers),
+                    contained=max(contains(prediction, a) for a in q.answers),
+                )
+        records.append(record)
         if progress:
             progress(i + 1, len(chosen))
     found = [r for r in ranks if r is not None]
+    answerable = [r for r in records if not r["impossible"]]
+    unanswerable = [r for r in records if r["impossible"]]
     report = {
         "retrieval": {
             "recall_at_1": _share([r == 1 for r in found], len(ranks)),
             "recall_at_5": _share([r <= 5 for r in found], len(ranks)),
             "mrr": round(sum(1 / r for r in found) / len(ranks), 4) if ranks else None,
         },
-        "answers": {
-            "f1": round(statistics.fmean(answered_f1), 4) if answered_f1 else None,
-            "exact_match": round(statistics.fmean(answered_em), 4) if answered_em else None,
-        },
-        "refusal": {
-            "unanswerable_refused": _share(refused_unanswerable, len(refused_unanswerable)),
-            "answerable_refused": _share(refused_answerable, len(refused_answerable)),
-            "threshold": engine.settings.refusal_threshold,
-        },
-        "timings": {
-            "first_token_ms_p50": percentile(first_token, 0.5),
-            "first_token_ms_p95": percentile(first_token, 0.95),
-            "total_ms_p50": percentile(total, 0.5),
-        },
         "questions": len(chosen),
-        "answerable": sum(not q.impossible for q in chosen),
+        "answerable": len(answerable),
         "model": engine.chat_model.info if answer else None,
         "sources_per_prompt": k or engine.settings.top_k,
         "answer_tokens": answer_tokens,
-        "evidence": strengths,
+        "prompt": "sentences" if engine.settings.prompt_excerpts else "chunks",
+        "quote": {
+            # how often the one quoted sentence holds a gold answer (answerable questions)
+            "contains_gold": _mean([r["quote_contains_gold"] for r in answerable]),
+        },
+        "evidence": signals,
+        "records": records,
     }
+    report["refusal"] = {
+        # the evidence decision alone, before any model: the new rule and the old one
+        "decision": {
+            "min_probability": min_p,
+            "unanswerable_refused": _mean([r["probability"] < min_p for r in unanswerable]),
+            "answerable_refused": _mean([r["probability"] < min_p for r in answerable]),
+        },
+        "old_cosine_threshold": {
+            "threshold": OLD_COSINE_THRESHOLD,
+            "unanswerable_refused": _mean([r["features"]["chunk_similarity"] < OLD_COSINE_THRESHOLD for r in unanswerable]),
+            "answerable_refused": _mean([r["features"]["chunk_similarity"] < OLD_COSINE_THRESHOLD for r in answerable]),
+        },
+        "threshold": min_p,
+    }
+    if answer:
+        figures = _answer_figures(records, answerable, unanswerable)
+        report["refusal"].update(figures.pop("refusal_answers"))  # what the user saw: either rule
+        report["refusal"].update(figures.pop("refusal_model"))
+        report.update(figures)
+    else:
+        report["answers"] = {"f1": None, "exact_match": None, "contained": None}
+        report["claims"] = {}
+        report["timings"] = {}
+        report["refusal"].update(unanswerable_refused=None, answerable_refused=None)
     return report
+
+
+def _answer_figures(records, answerable, unanswerable) -> dict:
+    """Answers, refusals (the decision plus the model's own), claims and timings."""
+    answered = [r for r in records if not r["refused"]]
+    claims = [c for r in answered for c in r["claims"]]
+    with_claims = [r for r in answered if r["claims"]]
+    first = [r["first_token_ms"] for r in answered if r.get("first_token_ms") is not None]
+    quote = [r["quote_ms"] for r in records if r.get("quote_ms") is not None]
+    return {
+        "answers": {
+            "f1": _mean([r["f1"] for r in answerable]),
+            "exact_match": _mean([r["exact_match"] for r in answerable]),
+            "contained": _mean([r["contained"] for r in answerable]),
+            # the same over the answerable questions the assistant did answer
+            "f1_answered": _mean([r["f1"] for r in answerable if not r["refused"]]),
+            "contained_answered": _mean([r["contained"] for r in answerable if not r["refused"]]),
+        },
+        "refusal_model": {
+            "unanswerable_refused_by_model": _mean([r["refused_by"] == "model" for r in unanswerable]),
+            "answerable_refused_by_model": _mean([r["refused_by"] == "model" for r in answerable]),
+        },
+        "claims": {
+            "claims": len(claims),
+            "supported": _mean([c["supported"] for c in claims]),
+            "answers_fully_supported": _mean([all(c["supported"] for c in r["claims"]) for r in with_claims]),
+            "answers_without_support": _mean([not any(c["supported"] for c in r["claims"]) for r in with_claims]),
+            "supported_answerable": _mean([c["supported"] for r in answered if not r["impossible"] for c in r["claims"]]),
+            "supported_unanswerable": _mean([c["supported"] for r in answered if r["impossible"] for c in r["claims"]]),
+        },
+        "timings": {
+            "first_token_ms_p50": percentile(first, 0.5),
+            "first_token_ms_p95": percentile(first, 0.95),
+            "quote_ms_p50": percentile(quote, 0.5),
+            "quote_ms_p95": percentile(quote, 0.95),
+            "total_ms_p50": percentile([r["total_ms"] for r in records], 0.5),
+            "prompt_tokens_p50": percentile([r["prompt_tokens"] for r in answered if r.get("prompt_tokens")], 0.5),
+        },
+    } | {"refusal_answers": {
+        "unanswerable_refused": _mean([r["refused"] for r in unanswerable]),
+        "answerable_refused": _mean([r["refused"] for r in answerable]),
+    }}
+
+
+def _mean(values) -> float | None:
+    values = [float(v) for v in values]
+    return round(sum(values) / len(values), 4) if values else None
 
 
 def _final(events: Iterator) -> Answer:
@@ -259,7 +349,7 @@ def choose_threshold(curve: list[dict], max_answerable_refused: float = 0.10) ->
     return max(allowed, key=lambda c: (c["unanswerable_refused"], -c["threshold"]))
 
 
-def plot_curve(curve: list[dict], chosen: dict, path: Path) -> None:
+def plot_curve(curve: list[dict], chosen: dict, path: Path, label: str = "evidence model probability") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,7 +357,7 @@ def plot_curve(curve: list[dict], chosen: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     ax.plot([c["answerable_refused"] for c in curve], [c["unanswerable_refused"] for c in curve],
-            label="best cosine similarity threshold")
+            label=label)
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
     ax.axvline(0.10, color="red", linestyle="--", linewidth=0.8, label="10% of answerable refused")
     ax.scatter([chosen["answerable_refused"]], [chosen["unanswerable_refused"]], color="black", zorder=3,
