@@ -189,7 +189,7 @@ def _plot(p_curve, c_curve, chosen, old, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
     ax.plot([c["answerable_refused"] for c in p_curve], [c["unanswerable_refused"] for c in p_curve],
-            label="evidence model (sentence, chunk, coverage, agreement)")
+            label="evidence model (" + ", ".join(evidence.FEATURES) + ")")
     ax.plot([c["answerable_refused"] for c in c_curve], [c["unanswerable_refused"] for c in c_curve],
             label="best chunk cosine alone (before)")
     ax.plot([0, 1], [0, 1], ":", color="grey", label="chance")
