@@ -6,31 +6,85 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QKeyEvent
+from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor, QTextDocument
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QTextBrowser,
-    QVBoxLayout, QWidget,
+    QToolTip, QVBoxLayout, QWidget,
 )
 
 
 RENDER_INTERVAL_MS = 40  # streamed tokens are drawn at most this often
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-CITE_SCHEME = "cite"
+CITE_SCHEME = "cite"  # cite:<message>/<n> a source, cite:<message>/q<j> a quote
+CLAIM_SCHEME = "claim"  # claim:<message>/<j>: the passage that supports claim j
+WARNING = "\u26a0"
+UNSUPPORTED_TIP = "No source supports this sentence: check it before you rely on it."
+BANNER = f"{WARNING} **No source supports this answer.** What your documents say:"
 
 
-def link_citations(text: str, message: int) -> str:
-    """Turn [1] and [1, 2] into Markdown links cite:<message>/<n>."""
+def link_citations(text: str, message: int, claims: list[dict] | None = None) -> str:
+    """Turn [1] and [1, 2] into Markdown links cite:<message>/<n>; a marker inside a checked
+    claim links to claim:<message>/<j>, so the viewer shows the passage behind that claim."""
+
+    def owner(at: int) -> int | None:
+        for j, claim in enumerate(claims or []):
+            if claim.get("start", -1) <= at < claim.get("end", -1) and claim.get("support"):
+                return j
+        return None
 
     def replace(match: re.Match) -> str:
         numbers = [n.strip() for n in match.group(1).split(",")]
-        return "".join(f"[\\[{n}\\]]({CITE_SCHEME}:{message}/{n})" for n in numbers)
+        j = owner(match.start())
+        links = []
+        for n in numbers:
+            if j is not None and str((claims[j].get("support") or {}).get("n")) == n:
+                links.append(f"[\\[{n}\\]]({CLAIM_SCHEME}:{message}/{j})")
+            else:
+                links.append(f"[\\[{n}\\]]({CITE_SCHEME}:{message}/{n})")
+        return "".join(links)
 
     return _MARKER.sub(replace, text)
 
 
+def place(source: dict) -> str:
+    """File and where in it: page, or sheet or slide for the formats that have them."""
+    where = ""
+    for key in ("sheet", "slide", "page"):
+        if source.get(key):
+            where = f", {key} {source[key]}"
+            break
+    return f"{Path(source['path']).name}{where}"
+
+
 def source_label(source: dict) -> str:
-    page = f", page {source['page']}" if source.get("page") else ""
-    return f"[{source['n']}] {Path(source['path']).name}{page} · score {source.get('score', 0):.3f}"
+    # A plain word from the calibrated evidence; raw fusion scores mean nothing to a reader.
+    relevance = source.get("relevance")
+    return f"[{source['n']}] {place(source)}" + (f" · {relevance} match" if relevance else "")
+
+
+def unsupported_everywhere(message: dict) -> bool:
+    """A finished answer none of whose claims a source supports (or that says nothing but
+    citations): the window shows the documents' own sentences instead."""
+    if message.get("refused") or message.get("streaming") or not message.get("checked"):
+        return False
+    claims = message.get("claims") or []
+    return bool(message.get("quotes")) and not any(c.get("supported") for c in claims)
+
+
+class ChatViewWidget(QTextBrowser):
+    """The conversation; shows the tooltip of the text under the mouse (an unsupported
+    claim says why it is dimmed)."""
+
+    def event(self, event) -> bool:  # noqa: D102 (Qt API)
+        if event.type() == QEvent.ToolTip:
+            cursor = self.cursorForPosition(self.viewport().mapFrom(self, event.pos()))
+            tip = cursor.charFormat().toolTip()
+            if tip:
+                QToolTip.showText(event.globalPos(), tip, self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().event(event)
 
 
 class ChatInputWidget(QPlainTextEdit):
@@ -71,7 +125,10 @@ class SourceCardsWidget(QListWidget):
             snippet = " ".join(support.split())[:140]
             item = QListWidgetItem(f"{source_label(source)}\n“{snippet}”")
             item.setData(Qt.UserRole, source)
-            item.setToolTip(source["path"])
+            tip = source["path"]
+            if source.get("relevance"):
+                tip += f"\n{source['relevance'].capitalize()} match: how well this source's sentences answer the question"
+            item.setToolTip(tip)
             self.addItem(item)
 
     @Slot(QListWidgetItem)
@@ -86,8 +143,9 @@ class ChatWidget(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self._messages: list[dict] = []  # {"role", "text", "sources"}
-        self.view = QTextBrowser()
+        # {"role", "text", "sources"} and for answers "quote", "quotes", "claims", "refused"
+        self._messages: list[dict] = []
+        self.view = ChatViewWidget()
         self.view.setObjectName("chatView")
         self.view.setAccessibleName("Conversation")
         self.view.setOpenLinks(False)
@@ -149,32 +207,47 @@ class ChatWidget(QWidget):
         for m in messages:
             answer = m.get("answer") or {}
             hint = f"{answer.get('question', '')} {m['text']}"
-            self._messages.append({"role": m["role"], "text": m["text"],
-                                   "sources": [dict(s, hint=hint) for s in answer.get("sources", [])]})
+            message = {"role": m["role"], "text": m["text"],
+                       "sources": [dict(s, hint=hint) for s in answer.get("sources", [])]}
+            if m["role"] == "assistant":
+                message.update(_checked(answer))
+            self._messages.append(message)
         last = next((m for m in reversed(self._messages) if m["role"] == "assistant"), None)
         self.cards.set_sources(last["sources"] if last else [])
         self._render()
 
     def begin_answer(self, question: str) -> None:
         self._messages.append({"role": "user", "text": question, "sources": []})
-        self._messages.append({"role": "assistant", "text": "", "sources": []})
+        self._messages.append({"role": "assistant", "text": "", "sources": [], "streaming": True})
         self.cards.set_sources([])
         self.set_busy(True)
         self.status.setText("Searching your documents…")
         self._render()
 
-    def append_piece(self, piece: str) -> None:
+    def append_piece(self, piece) -> None:
+        """A piece of the streamed answer, or the quote that comes before the first piece."""
+        if not isinstance(piece, str):
+            self.show_quote(piece.to_json())
+            return
         if self._messages and self._messages[-1]["role"] == "assistant":
             self._messages[-1]["text"] += piece
             self.status.setText("Answering…")
             if not self._render_timer.isActive():
                 self._render_timer.start()
 
+    def show_quote(self, quote: dict) -> None:
+        """The documents' best sentence, shown as soon as retrieval is done."""
+        if self._messages and self._messages[-1]["role"] == "assistant":
+            self._messages[-1]["quote"] = quote
+            self.status.setText("Reading the sources…")
+            self._render()
+
     def finish_answer(self, answer: dict, stopped: bool = False) -> None:
         if self._messages and self._messages[-1]["role"] == "assistant":
             self._messages[-1]["text"] = answer.get("answer", self._messages[-1]["text"])
             hint = f"{answer.get('question', '')} {answer.get('answer', '')}"
             self._messages[-1]["sources"] = [dict(s, hint=hint) for s in answer.get("sources", [])]
+            self._messages[-1].update(_checked(answer), streaming=False)
         self.cards.set_sources(self._messages[-1]["sources"] if self._messages else [])
         timings = answer.get("timings") or {}
         note = "Stopped. " if stopped else ""
@@ -208,6 +281,31 @@ class ChatWidget(QWidget):
                     return source
         return None
 
+    def quote_source(self, message: int, j: int) -> dict | None:
+        """The source of quote j of a message (0: the quote shown first), its sentence as the
+        passage to highlight."""
+        if not 0 <= message < len(self._messages):
+            return None
+        m = self._messages[message]
+        quotes = ([m["quote"]] if m.get("quote") and not unsupported_everywhere(m) else []) or m.get("quotes") or []
+        if not 0 <= j < len(quotes):
+            return None
+        quote = quotes[j]
+        return dict(quote["source"], hint=quote["text"], n=quote["source"].get("n", "?"))
+
+    def claim_source(self, message: int, j: int) -> dict | None:
+        """The source behind claim j, its supporting passage as the one to highlight."""
+        if not 0 <= message < len(self._messages):
+            return None
+        claims = self._messages[message].get("claims") or []
+        if not 0 <= j < len(claims) or not claims[j].get("support"):
+            return None
+        support = claims[j]["support"]
+        source = self.source(message, support["n"])
+        if source is None:
+            return None
+        return dict(source, support={k: support[k] for k in ("start", "end", "text")}, hint=claims[j]["text"])
+
     # --- rendering -----------------------------------------------------------------------
 
     def markdown(self) -> str:
@@ -217,8 +315,15 @@ class ChatWidget(QWidget):
                 parts.append(f"**You**\n\n{_quote(message['text'])}")
             else:
                 text = message["text"] or "…"
-                body = link_citations(text, i) if message["sources"] else text
-                block = f"**Enclave**\n\n{body}"
+                body = link_citations(text, i, message.get("claims")) if message["sources"] else text
+                block = "**Enclave**\n\n"
+                if unsupported_everywhere(message):
+                    # The model's prose stays in the conversation's record, not on screen.
+                    body = BANNER + "\n\n" + "\n\n".join(
+                        _quote_block(q, i, j) for j, q in enumerate(message["quotes"]))
+                elif message.get("quote"):
+                    block += _quote_block(message["quote"], i, 0) + "\n\n"
+                block += body
                 if message["sources"]:
                     lines = [f"- [{_md(source_label(s))}]({CITE_SCHEME}:{i}/{s['n']})" for s in message["sources"]]
                     block += "\n\n*Sources*\n\n" + "\n".join(lines)
@@ -230,8 +335,48 @@ class ChatWidget(QWidget):
         bar = self.view.verticalScrollBar()
         at_bottom = bar.value() >= bar.maximum() - 4
         self.view.setMarkdown(self.markdown())
+        self._mark_claims()
         if at_bottom or self.is_busy():
             bar.setValue(bar.maximum())
+
+    def _mark_claims(self) -> None:
+        """Make each checked claim clickable, and dim the unsupported ones behind a warning
+        mark with a tooltip. The Markdown renderer knows nothing of claims, so each is
+        found in the rendered text, in order, after its message's quote."""
+        document = self.view.document()
+        dim = self.palette().color(QPalette.PlaceholderText)
+        cursor = QTextCursor(document)
+        for i, message in enumerate(self._messages):
+            if message["role"] != "assistant" or not message.get("claims") or unsupported_everywhere(message):
+                continue
+            position = cursor.position() if not cursor.isNull() else 0
+            if message.get("quote"):
+                found = document.find(_needle(message["quote"]["text"]), position, QTextDocument.FindCaseSensitively)
+                position = found.position() if not found.isNull() else position
+            for j, claim in enumerate(message["claims"]):
+                found = document.find(_needle(claim["text"]), position, QTextDocument.FindCaseSensitively)
+                if found.isNull():
+                    continue
+                position = found.position()
+                fmt = QTextCharFormat()
+                fmt.setAnchor(True)
+                fmt.setAnchorHref(f"{CLAIM_SCHEME}:{i}/{j}")
+                if not claim.get("supported"):
+                    fmt.setForeground(dim)
+                    fmt.setToolTip(UNSUPPORTED_TIP)
+                found.mergeCharFormat(fmt)
+                if not claim.get("supported"):
+                    mark = QTextCursor(document)
+                    mark.setPosition(found.selectionStart())
+                    mark.insertText(f"{WARNING} ", fmt)
+                    position += 2
+            cursor = QTextCursor(document)
+            cursor.setPosition(position)
+
+    def claim_formats(self, text: str) -> QTextCharFormat | None:
+        """The format the chat view gives the first occurrence of `text` (for tests)."""
+        found = self.view.document().find(_needle(text), 0, QTextDocument.FindCaseSensitively)
+        return None if found.isNull() else found.charFormat()
 
     def changeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         super().changeEvent(event)
@@ -249,15 +394,40 @@ class ChatWidget(QWidget):
 
     @Slot(QUrl)
     def _on_anchor_clicked(self, url: QUrl) -> None:
-        if url.scheme() != CITE_SCHEME:
+        if url.scheme() not in (CITE_SCHEME, CLAIM_SCHEME):
             return
         try:
-            message, n = (int(x) for x in url.path().split("/"))
+            message, target = url.path().split("/")
+            message = int(message)
+            if url.scheme() == CLAIM_SCHEME:
+                source = self.claim_source(message, int(target))
+            elif target.startswith("q"):
+                source = self.quote_source(message, int(target[1:]))
+            else:
+                source = self.source(message, int(target))
         except ValueError:
             return
-        source = self.source(message, n)
         if source is not None:
             self.citation_clicked.emit(source)
+
+
+def _checked(answer: dict) -> dict:
+    """What an Answer.to_json() adds to a chat message: the quote, claims and refusal."""
+    return {"quote": answer.get("quote"), "quotes": answer.get("quotes") or [],
+            "claims": answer.get("claims") or [], "refused": bool(answer.get("refused")),
+            "checked": "claims" in answer}
+
+
+def _quote_block(quote: dict, message: int, j: int) -> str:
+    text = " ".join(quote["text"].split())
+    return f"> \u201c{_md(text)}\u201d \u2014 [{_md(place(quote['source']))}]({CITE_SCHEME}:{message}/q{j})"
+
+
+def _needle(text: str) -> str:
+    """What of a sentence survives Markdown rendering next to a citation link: its words up
+    to the closing punctuation (the link sits before the full stop)."""
+    text = " ".join(text.split()).rstrip(".!?;:")
+    return text[:120]
 
 
 def _md(text: str) -> str:
