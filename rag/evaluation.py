@@ -315,17 +315,6 @@ def _spread(questions: list[Question], limit: int) -> list[Question]:
 # --- the refusal trade-off -------------------------------------------------------------------
 
 
-def term_coverage(question: str, text: str) -> float:
-    """Share of the question's content words that appear in the text."""
-    from .retrieval import STOPWORDS
-
-    words = {w for w in re.findall(r"\w+", question.lower()) if w not in STOPWORDS}
-    if not words:
-        return 0.0
-    present = set(re.findall(r"\w+", text.lower()))
-    return len(words & present) / len(words)
-
-
 def threshold_curve(evidence: list[dict], steps: int = 101, signal: str = "strength") -> list[dict]:
     """For each threshold: share of unanswerable refused vs share of answerable refused."""
     answerable = [e[signal] for e in evidence if not e["impossible"]]
