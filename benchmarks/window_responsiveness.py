@@ -6,7 +6,9 @@ Prints JSON (and writes it with --out):
 - model_ready_ms: from process start until the answering model is loaded;
 - stall_while_indexing_ms: the largest gap between two ticks of a 10 ms timer on the UI thread
   while the whole folder is indexed (default ../shared/corpus/pdf);
-- stall_while_answering_ms: the same while one question is answered.
+- stall_while_answering_ms: the same while one question is answered;
+- quote_shown_ms / first_piece_shown_ms: from asking to the quote on screen, and to the
+  model's first piece on screen.
 Nothing here passes or fails on time.
 
     QT_QPA_PLATFORM=offscreen python benchmarks/window_responsiveness.py --out benchmarks/results/window.json
@@ -164,11 +166,25 @@ def main() -> None:
         asked = []
         for question in questions:  # a refusal never calls the model: not a fair probe
             answers.clear()
+            marks: dict[str, float] = {}
+
+            def answered() -> bool:
+                # When the chat first shows the quote, and the model's first piece.
+                message = window.chat._messages[-1] if window.chat._messages else {}
+                now = time.perf_counter()
+                if message.get("quote") and "quote" not in marks:
+                    marks["quote"] = now
+                if message.get("role") == "assistant" and message.get("text") and "first_piece" not in marks:
+                    marks["first_piece"] = now
+                return bool(answers)
+
             probe.start()
+            asked_at = time.perf_counter()
             window.ask(question)
-            wait_for(app, lambda: bool(answers), 300)
+            wait_for(app, answered, 300)
             answering = probe.stop()
-            asked.append({"question": question, "refused": answers[0]["refused"] if answers else None})
+            asked.append({"question": question, "refused": answers[0]["refused"] if answers else None,
+                          **{f"{k}_shown_ms": round((v - asked_at) * 1000, 1) for k, v in marks.items()}})
             if answers and not answers[0]["refused"]:
                 break
 
@@ -192,6 +208,9 @@ def main() -> None:
         "stall_while_answering_ms": answering["max_ms"],
         "probes": {"indexing": indexing, "answering": answering, "idle": idle},
         "asked": asked,
+        # from the question to the quote on screen, and to the model's first piece on screen
+        "quote_shown_ms": asked[-1].get("quote_shown_ms") if asked else None,
+        "first_piece_shown_ms": asked[-1].get("first_piece_shown_ms") if asked else None,
         "gc": {"collections": len(GC_PAUSES), "max_ms": round(max((p for _, p in GC_PAUSES), default=0), 1),
                "gen2": len([1 for g, _ in GC_PAUSES if g == 2])},
         "answer": {"refused": answers[0]["refused"], "timings": answers[0]["timings"]} if answers else None,
