@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--also-model", metavar="PATH", help="answer the same questions with this GGUF too, side by side")
     p.add_argument("--prompt", choices=("sentences", "chunks"), default=None,
                    help="what each source carries in the prompt (default: settings, sentences)")
-    p.add_argument("--records", metavar="JSON", help="write every question's answer and figures here")
+    p.add_argument("--records", metavar="JSONL", help="append every question's answer and figures here as it is measured")
     return parser
 
 
@@ -336,10 +336,15 @@ def cmd_eval(args) -> int:
             elif done % 25 == 0 or done == total:  # a log line now and then, e.g. under nohup
                 print(f"eval: {done}/{total}", file=sys.stderr, flush=True)
 
+        def record(item: dict) -> None:
+            with open(args.records, "a", encoding="utf-8") as out:
+                out.write(json.dumps(item, ensure_ascii=False) + "\n")
+
         try:
             report = evaluation.run(Path(args.squad), engine, args.limit, not args.retrieval_only, progress,
                                     k=args.k, answer_tokens=args.answer_tokens,
-                                    also_model=Path(args.also_model).expanduser() if args.also_model else None)
+                                    also_model=Path(args.also_model).expanduser() if args.also_model else None,
+                                    on_record=record if args.records else None)
         finally:
             engine.close()
     curve = evaluation.threshold_curve(report["evidence"], signal="probability")
@@ -353,13 +358,8 @@ def cmd_eval(args) -> int:
     if args.plot:
         evaluation.plot_curve(curve, chosen, Path(args.plot))
     report.pop("evidence")  # per-question signals: used for the curve, too long to print
-    if args.records:
-        Path(args.records).write_text(json.dumps(report["records"], ensure_ascii=False, indent=1) + "\n")
-    report.pop("records")
-    if "compare" in report and args.records:
-        Path(args.records).with_suffix(".compare.json").write_text(
-            json.dumps(report["compare"].pop("records"), ensure_ascii=False, indent=1) + "\n")
-    elif "compare" in report:
+    report.pop("records")  # written as they came with --records
+    if "compare" in report:
         report["compare"].pop("records")
     if args.json:
         _emit(args, report, "")

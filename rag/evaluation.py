@@ -128,13 +128,15 @@ def run(
     k: int | None = None,
     answer_tokens: int | None = None,
     also_model: Path | None = None,
+    on_record: Callable[[dict], None] | None = None,
 ) -> dict:
     """Index the articles into a private data folder, then ask; returns the report dict.
 
     `k` (sources in each prompt) and `answer_tokens` default to the engine's settings;
     fewer sources and a shorter answer make a CPU run of every question much faster.
     With `also_model`, the same questions are answered again by that GGUF and its figures
-    go to report["compare"], side by side with the first model's."""
+    go to report["compare"], side by side with the first model's. `on_record` receives each
+    question's record as soon as it is measured (a long CPU run can be stopped and summed up)."""
     with tempfile.TemporaryDirectory(prefix="enclave-eval-") as tmp:
         tmp = Path(tmp)
         (tmp / "docs").mkdir()
@@ -143,10 +145,10 @@ def run(
         engine = engine or Engine(tmp / "data")
         try:
             engine.index_all([tmp / "docs"], collection="squad-eval")
-            report = _measure(engine, questions, limit, answer, progress, k, answer_tokens)
+            report = _measure(engine, questions, limit, answer, progress, k, answer_tokens, on_record)
             if also_model is not None and answer:
                 engine.use_model(also_model)
-                other = _measure(engine, questions, limit, answer, progress, k, answer_tokens)
+                other = _measure(engine, questions, limit, answer, progress, k, answer_tokens, on_record)
                 report["compare"] = {key: other[key] for key in
                                      ("model", "answers", "refusal", "quote", "claims", "timings", "records")}
             return report
@@ -155,7 +157,7 @@ def run(
                 engine.close()
 
 
-def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=None) -> dict:
+def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=None, on_record=None) -> dict:
     chosen = questions if limit is None else _spread(questions, limit)
     ranks, signals, records = [], [], []
     min_p = engine.settings.answer_min_probability
@@ -193,6 +195,8 @@ def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=N
                     contained=max(contains(prediction, a) for a in q.answers),
                 )
         records.append(record)
+        if on_record:
+            on_record(dict(record, model=Path((engine.chat_model.info or {}).get("path") or "").name if answer else None))
         if progress:
             progress(i + 1, len(chosen))
     found = [r for r in ranks if r is not None]
