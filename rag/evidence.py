@@ -116,7 +116,7 @@ class Evidence:
                 break
         return out
 
-    def excerpt(self, hit: int, top: int = 2, neighbours: int = 1) -> str | None:
+    def excerpt(self, hit: int, top: int = 1, neighbours: int = 1) -> str | None:
         """The sentences of one hit that bear on the question, with their neighbours, in
         document order; gaps are marked with an ellipsis. None when the hit has no sentence."""
         own = [s for s in self.sentences if s.hit == hit]
