@@ -44,7 +44,7 @@ class ScriptedModel:
 
 
 def ask(qtbot, window, question):
-    with qtbot.waitSignal(window.answer_finished, timeout=120_000) as answered:
+    with qtbot.waitSignal(window.answer_finished, timeout=300_000) as answered:  # a busy CI machine
         window.ask(question)
     return answered.args[0]
 
