@@ -415,7 +415,7 @@ def _checked(answer: dict) -> dict:
     """What an Answer.to_json() adds to a chat message: the quote, claims and refusal."""
     return {"quote": answer.get("quote"), "quotes": answer.get("quotes") or [],
             "claims": answer.get("claims") or [], "refused": bool(answer.get("refused")),
-            "checked": "claims" in answer}
+            "checked": answer.get("claims_checked", "claims" in answer)}
 
 
 def _quote_block(quote: dict, message: int, j: int) -> str:

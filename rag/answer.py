@@ -81,6 +81,7 @@ class Answer:
     quotes: list[dict] = field(default_factory=list)  # the best verbatim sentences, best first
     claims: list[dict] = field(default_factory=list)
     refused_by: str | None = None  # "evidence" (no model call) or "model"
+    claims_checked: bool = False  # False for refusals and stopped answers
 
     def to_json(self) -> dict:
         return {
@@ -94,6 +95,7 @@ class Answer:
             "quote": self.quote.to_json() if self.quote else None,
             "quotes": self.quotes,
             "claims": self.claims,
+            "claims_checked": self.claims_checked,
             "supported": any(c["supported"] for c in self.claims) if self.claims else None,
             "evidence": self.evidence,
         }
@@ -199,14 +201,16 @@ class Answerer:
         chosen = cited or list(range(1, len(prompt.sources) + 1))
         sources = [_source(n, prompt.sources[n - 1], text, not uncited, labels, n - 1) for n in chosen]
         claims = []
-        if not refused:
+        # A stopped answer ends at once: Stop must not wait on a check of half a sentence.
+        checked = not refused and not (should_stop and should_stop())
+        if checked:
             check_start = time.perf_counter()
             claims = [c.to_json() for c in ev.check_claims(text, question, prompt.sources, self.embed,
-                                                           cited_numbers, best_support)]
+                                                           cited_numbers, best_support, evidence)]
             timings["check_ms"] = round((time.perf_counter() - check_start) * 1000, 1)
         yield Answer(question, text, refused, sources, timings, model.info, uncited=uncited,
                      evidence=summary, quote=quote, quotes=quotes, claims=claims,
-                     refused_by="model" if refused else None)
+                     refused_by="model" if refused else None, claims_checked=checked)
 
 
 def _quote_json(evidence: ev.Evidence, sentence: ev.Sentence, labels: list[str]) -> dict:

@@ -280,22 +280,33 @@ class Claim:
 def check_claims(answer: str, question: str, sources: Sequence[Hit],
                  embed: Callable[[Sequence[str]], np.ndarray] | None,
                  cited_numbers: Callable[[str, int], list[int]],
-                 best_support: Callable[[str, str], tuple[int, int, str]]) -> list[Claim]:
+                 best_support: Callable[[str, str], tuple[int, int, str]],
+                 known: Evidence | None = None) -> list[Claim]:
     """Split the answer into sentences and check each against the sources it cites (a
-    sentence citing nothing against all of them)."""
+    sentence citing nothing against all of them). With `known` (the evidence read for the
+    question, whose hits begin with `sources`), the sources' sentence vectors are reused and
+    only the claims are embedded."""
     spans = _answer_sentences(answer)
     if not spans or not sources:
         return []
-    source_sentences = [[hit.text[a:b] for a, b in split_sentences(hit.text)] for hit in sources]
     claims_text = [_CITE.sub("", answer[a:b]).strip() for a, b in spans]
-    flat = [t for group in source_sentences for t in group]
-    vectors = None
-    if embed is not None and flat:
-        vectors = embed(claims_text + flat)
-    offsets, pos = [], len(claims_text)
-    for group in source_sentences:
-        offsets.append((pos, pos + len(group)))
-        pos += len(group)
+    per_source: list[np.ndarray | None] = [None] * len(sources)
+    claim_vectors = None
+    if embed is not None:
+        if known is not None and known.vectors is not None:
+            claim_vectors = embed(claims_text)
+            for n in range(len(sources)):
+                rows = [i for i, s in enumerate(known.sentences) if s.hit == n]
+                if rows:
+                    per_source[n] = known.vectors[rows]
+        else:
+            groups = [[hit.text[a:b] for a, b in split_sentences(hit.text)] for hit in sources]
+            vectors = embed(claims_text + [t for group in groups for t in group])
+            claim_vectors, pos = vectors[: len(claims_text)], len(claims_text)
+            for n, group in enumerate(groups):
+                if group:
+                    per_source[n] = vectors[pos: pos + len(group)]
+                pos += len(group)
     claims = []
     for index, ((a, b), text) in enumerate(zip(spans, claims_text)):
         # A sentence without its own marker is covered by the next marker in the same
@@ -311,9 +322,8 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
         for n in numbers:
             cov = coverage(terms, sources[n - 1].text)
             sim = 0.0
-            lo, hi = offsets[n - 1]
-            if vectors is not None and hi > lo:
-                sim = float(np.max(vectors[lo:hi] @ vectors[index]))
+            if claim_vectors is not None and per_source[n - 1] is not None:
+                sim = float(np.max(per_source[n - 1] @ claim_vectors[index]))
             ok = bool(terms) and (cov >= CLAIM_COVERAGE or sim >= CLAIM_SIMILARITY)
             key = (ok, max(cov, sim))
             if best is None or key > best[0]:

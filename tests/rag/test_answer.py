@@ -116,6 +116,7 @@ def test_stopping_ends_the_stream_and_still_yields_an_answer():
         elif isinstance(event, str):
             seen.append(event)
     assert len(seen) == 3 and final is not None and final.text == "w0 w1 w2"
+    assert not final.claims_checked and final.claims == []  # Stop does not wait on the check
 
 
 def test_follow_ups_carry_the_previous_question_into_retrieval():
@@ -155,7 +156,7 @@ def test_an_invented_sentence_is_marked_unsupported():
     assert [c["supported"] for c in claims] == [True, False]
     assert claims[0]["sources"] == [1] and claims[0]["score"] > claims[1]["score"]
     assert claims[0]["support"]["text"] == "Paris is the capital of France."
-    assert answer.to_json()["supported"] is True
+    assert answer.to_json()["supported"] is True and answer.claims_checked
 
 
 def test_a_citation_alone_is_no_answer_and_cannot_answer_is_a_refusal():
