@@ -69,13 +69,14 @@ def after(engine, question: str) -> tuple[float | None, float | None, int | None
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", action="append", default=[], help="a GGUF (repeatable; default: bundled)")
+    parser.add_argument("--squad", type=Path, default=SQUAD)
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--paragraphs", type=int, default=12, help="paragraphs of each article to index")
     parser.add_argument("--out")
     args = parser.parse_args()
     from rag.engine import Engine
 
-    squad = json.loads(SQUAD.read_text(encoding="utf-8"))
+    squad = json.loads(args.squad.read_text(encoding="utf-8"))
     for article in squad["data"]:
         article["paragraphs"] = article["paragraphs"][: args.paragraphs]
     results = []
