@@ -109,6 +109,7 @@ def retrieval_query(question: str, history: Sequence[tuple[str, str]]) -> str:
 
 
 _MARKER = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
+_SOURCE_TAG = re.compile(r"<\s*source\s+id\s*=\s*[\"']?(\d+)[\"']?[^>]*>")
 
 
 class Answerer:
@@ -185,7 +186,8 @@ class Answerer:
         finally:
             stream.close()
         end = time.perf_counter()
-        text = "".join(pieces).strip()
+        # Some models cite with the source's own tag: <source id="2"> means [2].
+        text = _SOURCE_TAG.sub(r"[\1]", "".join(pieces)).strip()
         tokens = model.last_stats.generated_tokens
         timings.update(
             first_token_ms=round(((first or end) - started) * 1000, 1),

@@ -160,6 +160,8 @@ def test_an_invented_sentence_is_marked_unsupported():
 
 
 def test_a_citation_alone_is_no_answer_and_cannot_answer_is_a_refusal():
+    _, tagged = run(answerer_for(FakeGenerator(['Paris is the capital of France. <source id="1">'])))
+    assert tagged.text == "Paris is the capital of France. [1]" and [s["n"] for s in tagged.sources] == [1]
     _, bare = run(answerer_for(FakeGenerator(["[1]"])))
     assert not bare.refused and bare.claims == []  # nothing to check: the window shows the quotes
     _, answer = run(answerer_for(FakeGenerator(["I cannot answer this from the sources."])))
