@@ -229,6 +229,8 @@ class ChatWidget(QWidget):
         if not isinstance(piece, str):
             self.show_quote(piece.to_json())
             return
+        if not piece:
+            return
         if self._messages and self._messages[-1]["role"] == "assistant":
             self._messages[-1]["text"] += piece
             self.status.setText("Answering…")

@@ -95,7 +95,7 @@ def document_text(path: str):
 
 def ask(question: str, collection: str, conversation: int | None):
     """Yields text pieces, then {"answer": Answer.to_json(), "conversation": id, "stopped": bool}."""
-    from rag.answer import Answer
+    from rag.answer import Answer, Quote
 
     def run(engine, job):
         store = engine.conversations
@@ -112,6 +112,10 @@ def ask(question: str, collection: str, conversation: int | None):
                 answer = event
             else:
                 yield event
+                if isinstance(event, Quote):
+                    # The worker sends a value on when the next one arrives; without this the
+                    # quote would wait for the model's first token.
+                    yield ""
         data = answer.to_json()
         data["question"] = question
         store.add_message(conversation_id, "assistant", answer.text, data)
