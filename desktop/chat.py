@@ -188,8 +188,10 @@ class ChatWidget(QWidget):
         self._render()
 
     def fail_answer(self, message: str) -> None:
-        if self._messages and self._messages[-1]["role"] == "assistant" and not self._messages[-1]["text"]:
-            self._messages[-1]["text"] = f"*{message}*"
+        if self._messages and self._messages[-1]["role"] == "assistant":
+            last = self._messages[-1]
+            # What was said before the failure stays, followed by why it stopped.
+            last["text"] = f"{last['text']}\n\n*{message}*" if last["text"] else f"*{message}*"
         self.status.setText("")
         self.set_busy(False)
         self._render()

@@ -389,6 +389,9 @@ class MainWindow(QMainWindow):
     def _on_answer_failed(self, message: str) -> None:
         self.chat.fail_answer(message)
         self.bridge.report(message)
+        # The model may have been restarted (on the CPU after crashes on the GPU): show where.
+        self.client.run(jobs.load_model, name="load_model", on_result=self._on_model_loaded,
+                        on_failed=self._on_model_failed)
 
     def _on_answer_job_finished(self) -> None:
         self._answer_job = None

@@ -28,59 +28,12 @@ from .embedding import Embedder
 from .errors import EnclaveError, FileSkipped
 from .parsing import ParsePool
 from .store import VectorStore
-from .types import Chunk, LoadedDocument
+from .types import Chunk, IndexReport, LoadedDocument, Progress  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 FLUSH_CHUNKS = 256  # embed once this many chunks wait: full batches, bounded memory
 HASH_BLOCK = 1 << 20
-
-
-@dataclass
-class Progress:
-    files_done: int
-    files_total: int
-    chunks_done: int
-    current: str
-    elapsed: float
-
-    @property
-    def eta(self) -> float | None:
-        if self.files_done == 0:
-            return None
-        return self.elapsed / self.files_done * (self.files_total - self.files_done)
-
-
-@dataclass
-class IndexReport:
-    indexed: int = 0
-    unchanged: int = 0
-    skipped: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
-    chunks_added: int = 0
-    chunks_removed: int = 0
-    seconds: float = 0.0
-    removed_documents: int = 0
-    pages: int = 0
-    cancelled: bool = False
-    stages: dict[str, float] = field(
-        default_factory=lambda: {"scan": 0.0, "parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
-    )
-
-    def to_json(self) -> dict:
-        return {
-            "indexed": self.indexed,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "chunks_added": self.chunks_added,
-            "chunks_removed": self.chunks_removed,
-            "seconds": round(self.seconds, 3),
-            "removed_documents": self.removed_documents,
-            "pages": self.pages,
-            "cancelled": self.cancelled,
-            "stages": {k: round(v, 3) for k, v in self.stages.items()},
-        }
 
 
 SETTLED = ("indexed", "skipped", "failed")

@@ -25,19 +25,7 @@ import threading
 import traceback
 from multiprocessing.connection import Connection
 
-
-def _die_with_parent() -> None:
-    """If the parent is killed, the kernel ends this process too (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-        if os.getppid() == 1:  # the parent is already gone
-            os._exit(0)
+from rag.children import die_with_parent
 
 
 def serve(conn: Connection) -> None:
@@ -52,7 +40,7 @@ def serve(conn: Connection) -> None:
         while True:
             try:
                 message = conn.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):  # TypeError: closed under us at exit
                 stop.set()
                 inbox.put(("quit",))
                 return
@@ -98,7 +86,7 @@ def serve(conn: Connection) -> None:
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     os.dup2(2, 1)  # native code that prints must not write into the protocol
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     conn = Connection(int(argv[1]))

@@ -18,6 +18,18 @@ LEAVE_POLICY = (
     "be made at least one month in advance.\n"
 )
 QUESTION = "How many days of paid annual leave do employees get?"
+# A question the small model answers at length (its whole 384-token budget), so a signal sent
+# once the answer streams lands while the model is still generating.
+STORY = (
+    "The lighthouse keeper of Skerry Point. For forty years Tomas Brennan kept the light on Skerry "
+    "Point, a rock two miles off the coast. Every evening he climbed the one hundred and twelve steps "
+    "to light the lamp, wound the clockwork that turned the lens, and wrote the weather in his log. In "
+    "the winter of 1952 a storm cut the island off for six weeks; Tomas rationed his flour, burned "
+    "driftwood, and never once let the light go out. Ships passing the point would dip their flags to "
+    "him. When the light was automated in 1978, Tomas rowed ashore for the last time and the harbour "
+    "turned out to meet him.\n"
+)
+LONG_QUESTION = "Tell the whole story of the lighthouse keeper of Skerry Point in detail."
 
 
 def children_named(pid: int, needle: str) -> list[int]:
@@ -40,6 +52,7 @@ def indexed(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "leave-policy.txt").write_text(LEAVE_POLICY)
+    (docs / "lighthouse.txt").write_text(STORY)
     env = dict(os.environ, ENCLAVE_DATA_DIR=str(tmp_path / "data"), HF_HUB_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "rag.cli", "index", str(docs)], env=env,
                           capture_output=True, text=True, timeout=600)
@@ -49,7 +62,7 @@ def indexed(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGKILL])
 def test_cli_reports_a_model_crash_and_the_next_question_works(indexed, sig):
-    cli = subprocess.Popen([sys.executable, "-m", "rag.cli", "ask", QUESTION], env=indexed,
+    cli = subprocess.Popen([sys.executable, "-m", "rag.cli", "ask", LONG_QUESTION], env=indexed,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         first = cli.stdout.read(1)  # the answer has started streaming

@@ -13,7 +13,8 @@ import pytest
 from rag.errors import ModelCrashed, ModelInvalid
 from rag.llm import ChatModel
 from rag.llm.bundled import default_model_path
-from rag.llm.hosted import HostedModel, describe_exit
+from rag.children import describe_exit
+from rag.llm.hosted import HostedModel
 from rag.llm.llama import InProcessModel
 
 MESSAGES = [
