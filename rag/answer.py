@@ -129,6 +129,7 @@ class Answerer:
             tokens_per_s=round((tokens - 1) / (end - first), 1) if first and tokens > 1 and end > first else None,
         )
         timings["prompt_tokens"] = prompt.prompt_tokens
+        timings["prompt_ms"] = round((gen_start - started) * 1000, 1)  # until the model got the prompt
         timings["generate_ms"] = round((end - gen_start) * 1000, 1)
         cited = cited_numbers(text, len(prompt.sources))
         uncited = not cited

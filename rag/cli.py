@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -217,6 +218,7 @@ def _answer(engine, question, args, history=()):
 
     stop = {"now": False}
     result = None
+    age, asked = _process_age_s(), time.perf_counter()
     events = engine.ask(question, args.collection, args.k, history, should_stop=lambda: stop["now"])
     try:
         for event in events:
@@ -232,7 +234,21 @@ def _answer(engine, question, args, history=()):
                 result = event
         if not args.json:
             sys.stdout.write(" [stopped]")
+    if result is not None and age is not None and result.timings.get("prompt_ms") is not None:
+        # From this process's start until the model was handed the prompt (a cold start's cost).
+        waited = time.perf_counter() - asked - (result.timings["total_ms"] - result.timings["prompt_ms"]) / 1000
+        result.timings["process_to_prompt_ms"] = round((age + waited) * 1000, 1)
     return result
+
+
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/stat") as handle:
+            start_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _print_sources(answer) -> None:

@@ -28,7 +28,7 @@ from .embedding import Embedder
 from .errors import EnclaveError, FileSkipped
 from .parsing import ParsePool
 from .store import VectorStore
-from .types import Chunk, IndexReport, LoadedDocument, Progress  # noqa: F401 (re-exported)
+from .types import SETTLED, Chunk, IndexReport, LoadedDocument, Progress  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ FLUSH_CHUNKS = 256  # embed once this many chunks wait: full batches, bounded me
 HASH_BLOCK = 1 << 20
 
 
-SETTLED = ("indexed", "skipped", "failed")
 
 
 @dataclass

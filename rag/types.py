@@ -64,6 +64,10 @@ class Hit:
         }
 
 
+# Every document ends in one of these states (others mean a run was interrupted).
+SETTLED = ("indexed", "skipped", "failed")
+
+
 # Indexing results live here, beside the other plain data, so the window's process can
 # receive them from the engine's process without importing the indexer and its parsers.
 @dataclass

@@ -3,8 +3,8 @@
 Started by `HostedModel` as `python -m rag.llm.host FD`, it talks over the socket FD with
 pickled tuples (both ends are Enclave's own code):
 
-    -> ("load", {model_path, n_ctx, gpu_layers, seed, n_threads, flash_attn})
-    <- ("ok", {"context_size", "info"}) | ("error", kind, message)
+    -> ("load", {model_path, n_ctx, gpu_layers, seed, n_threads, flash_attn, expected_sha256})
+    <- ("ok", {"context_size", "info", "sha256"}) | ("error", kind, message)
     -> ("count", messages)                       <- ("ok", tokens) | ("error", ...)
     -> ("stream", messages, max_tokens, temperature)
     <- ("piece", text) ... ("done", stats) | ("error", ...)
@@ -31,6 +31,7 @@ from rag.children import die_with_parent
 def serve(conn: Connection) -> None:
     from rag.errors import EnclaveError
 
+    from .bundled import verify_sha256
     from .llama import InProcessModel
 
     stop = threading.Event()
@@ -58,9 +59,12 @@ def serve(conn: Connection) -> None:
             break
         try:
             if kind == "load":
-                model = InProcessModel(**message[1])
+                params = dict(message[1])
+                expected = params.pop("expected_sha256", None)
+                sha = verify_sha256(params["model_path"], expected) if expected else None
+                model = InProcessModel(**params)
                 model.warm_up()
-                conn.send(("ok", {"context_size": model.context_size, "info": model.info}))
+                conn.send(("ok", {"context_size": model.context_size, "info": model.info, "sha256": sha}))
             elif model is None:
                 conn.send(("error", "ModelError", "The model is not loaded."))
             elif kind == "count":

@@ -62,7 +62,10 @@ class HostedModel:
         seed: int = 0,
         n_threads: int | None = None,
         flash_attn: bool | None = None,
+        expected_sha256: str | None = None,
     ):
+        """`expected_sha256`: the host checks the file against it before loading (the bundled
+        model's published hash)."""
         if n_ctx < 16:
             raise ValueError(f"n_ctx must be at least 16, not {n_ctx}")
         self.model_path = Path(model_path)
@@ -71,6 +74,8 @@ class HostedModel:
         self.seed = seed
         self.n_threads = n_threads
         self.flash_attn = flash_attn
+        self.expected_sha256 = expected_sha256
+        self.sha256: str | None = None  # set once the host has checked it
         self.last_stats = StreamStats()
         self.crashes = 0  # in a row, reset by a completed answer
         self.on_cpu_after_crashes = False
@@ -83,12 +88,18 @@ class HostedModel:
     def _params(self) -> dict[str, Any]:
         layers = 0 if self.on_cpu_after_crashes else self.requested_gpu_layers
         return {"model_path": str(self.model_path), "n_ctx": self.requested_n_ctx, "gpu_layers": layers,
-                "seed": self.seed, "n_threads": self.n_threads, "flash_attn": self.flash_attn}
+                "seed": self.seed, "n_threads": self.n_threads, "flash_attn": self.flash_attn,
+                "expected_sha256": self.expected_sha256}
 
     def _start(self) -> _Host:
         check_gguf(self.model_path)  # a clear message for a bad file, before any process starts
         self._host = _Host(self._params())
         return self._host
+
+    def prepare(self) -> None:
+        """Start the host and its load now without waiting; a bad file fails here at once."""
+        if self._host is None:
+            self._start()
 
     def warm_up(self) -> None:
         host = self._host or self._start()
@@ -108,6 +119,7 @@ class HostedModel:
         host.loading = False
         host.context_size = reply[1]["context_size"]
         host.info = self._last_info = reply[1]["info"]
+        self.sha256 = reply[1].get("sha256") or self.sha256
 
     def _drop_host(self) -> None:
         host, self._host = self._host, None

@@ -161,6 +161,9 @@ class RemoteModel:
     def loaded(self) -> bool:
         return self._counter is not None
 
+    def prepare(self) -> None:
+        """Nothing loads in the background here: the first call does the work."""
+
     def warm_up(self) -> None:
         """Ask the server what it is: its context size, its model, how it counts tokens."""
         if self._counter is not None:
