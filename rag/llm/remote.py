@@ -260,7 +260,7 @@ class RemoteModel:
             cancelled.set()  # the reader closes the response, which ends the server's work
 
     def _read_events(self, body: dict, events: queue.Queue, cancelled: threading.Event) -> None:
-        during = "in the middle of the answer"
+        during = "while answering"
         finish, usage, started = None, {}, False
         try:
             with self.client.stream("POST", "/v1/chat/completions", json=body, headers=self._headers()) as response:
