@@ -8,14 +8,16 @@
 # in a child process with a timeout: on a VM that advertises AMX its OS does not give, it dies.
 #
 #   benchmarks/portable_build.sh [--work DIR] [--model GGUF] [--out JSON] [--rounds N]
-#                                [--jobs N] [--threads N] [--python PY] [--no-crash-check]
+#                                [--jobs N] [--threads 2,1] [--python PY] [--no-crash-check]
 #
 # WORK (default ~/.cache/enclave/portable-bench, never inside the repository) receives the
 # sdist, the three build folders (reused when their CMake arguments are unchanged), the logs and
 # the raw llama-bench output; OUT (default benchmarks/results/portable_build.json) the summary.
 # Needs: cmake, a C/C++ compiler, pip (for `pip download`), the project's venv (for the
 # bundled model's path and llama_print_system_info through llama-cpp-python).
-# Each build takes about 6-10 minutes on 2 cores; the benchmark about 1 minute a round.
+# --threads: the llama-bench -t values, each run in every round (default 2, then 1: on a busy
+# 2-core machine two threads spend decode waiting at ggml's barriers for a descheduled peer).
+# Each build takes 13-15 minutes on 2 busy cores; one -t 2 llama-bench call up to 12 minutes.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -23,9 +25,9 @@ version=0.3.36
 work=${HOME}/.cache/enclave/portable-bench
 out=$here/benchmarks/results/portable_build.json
 model=
-rounds=5
+rounds=4
 jobs=2
-threads=2
+threads=2,1
 py=$here/.venv/bin/python
 crash_check=1
 while [ $# -gt 0 ]; do
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
     --threads) threads=$2; shift 2 ;;
     --python) py=$2; shift 2 ;;
     --no-crash-check) crash_check=0; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -111,10 +113,25 @@ import json, os, platform, re, signal, statistics, subprocess, sys, time
 from pathlib import Path
 
 work, model, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-rounds, threads, crash_check = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6] == "1"
+rounds, crash_check = int(sys.argv[4]), sys.argv[6] == "1"
+thread_counts = [int(t) for t in sys.argv[5].split(",")]
 version, py = sys.argv[7], sys.argv[8]
 names = ["portable", "native-noamx"] + (["native"] if crash_check else [])
 bins = {n: work / f"build-{n}" / "bin" for n in names}
+
+
+def amx_os():
+    # Linux hands out AMX state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM);
+    # XFEATURE 17/18 in ARCH_GET_XCOMP_SUPP say whether the kernel (and its VM) offer it.
+    if platform.machine() != "x86_64" or not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    mask = ctypes.c_uint64()
+    if libc.syscall(158, 0x1021, ctypes.byref(mask)):
+        return {"xcomp_supp": None}
+    return {"xcomp_supp": hex(mask.value), "amx_tiledata_offered": bool(mask.value >> 18 & 1),
+            "amx_permission_granted": libc.syscall(158, 0x1023, 18) == 0}
 
 
 def cpu():
@@ -127,20 +144,6 @@ def cpu():
             "kernel": platform.release(), "amx_os": amx_os()}
 
 
-def amx_os():
-    # Linux hands out AMX state per process on request (arch_prctl ARCH_REQ_XCOMP_PERM);
-    # XFEATURE 17/18 in ARCH_GET_XCOMP_SUPP say whether the kernel (and its VM) offer it.
-    if platform.machine() != "x86_64" or sys.platform != "linux":
-        return None
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    mask = ctypes.c_uint64()
-    if libc.syscall(158, 0x1021, ctypes.byref(mask)):
-        return {"xcomp_supp": None}
-    return {"xcomp_supp": hex(mask.value), "amx_tiledata_offered": bool(mask.value >> 18 & 1),
-            "amx_permission_granted": libc.syscall(158, 0x1023, 18) == 0}
-
-
 SYSINFO = r"""
 import json, llama_cpp
 info = llama_cpp.llama_print_system_info().decode()
@@ -150,6 +153,8 @@ print(json.dumps({"system_info": info.strip(), "loaded": libs}))
 
 
 def system_info(lib_dir):
+    # llama_print_system_info of this build, through llama-cpp-python (LLAMA_CPP_LIB_PATH),
+    # and which libraries the process actually mapped.
     env = dict(os.environ)
     env.pop("LLAMA_CPP_LIB_PATH", None)
     if lib_dir:
@@ -160,14 +165,14 @@ def system_info(lib_dir):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     cpu_part = got["system_info"].split("CPU :", 1)[-1].split("|")
     got["features"] = sorted(p.strip().split(" = ")[0] for p in cpu_part if p.strip().endswith("= 1"))
+    got["loaded"] = [p.replace(str(work), "WORK") for p in got["loaded"]]
     return got
 
 
 def instructions(lib_dir):
     # What the compiler actually put in the CPU backend: AMX tile and AVX-512 (zmm) instructions.
-    lib = lib_dir / "libggml-cpu.so"
     try:
-        asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib)],
+        asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib_dir / "libggml-cpu.so")],
                              capture_output=True, text=True, timeout=300).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -186,7 +191,7 @@ def signame(rc):
 
 PROMPT64 = r"""
 import sys, llama_cpp
-llm = llama_cpp.Llama(sys.argv[1], n_ctx=512, n_threads=2, verbose=False)
+llm = llama_cpp.Llama(sys.argv[1], n_ctx=512, n_threads=int(sys.argv[2]), verbose=False)
 tokens = llm.tokenize((" word" * 64).encode())
 assert len(tokens) >= 64, len(tokens)
 out = llm.create_completion(tokens, max_tokens=8, temperature=0)
@@ -194,14 +199,14 @@ print("decoded", len(tokens), out["usage"]["completion_tokens"])
 """
 
 
-def crash_check_one(name):
+def crash_check_one(name, threads):
     # Both ways the app could meet the fault: llama.cpp's own tool, and llama-cpp-python
     # (the app's path) loading this build's libllama. Each in a child, with a timeout.
     result = {}
     cmds = {
         "llama_bench_p64": [str(bins[name] / "llama-bench"), "-m", model, "-p", "64", "-n", "0",
                             "-r", "1", "-t", str(threads), "-o", "json"],
-        "llama_cpp_python_prompt64": [py, "-c", PROMPT64, model],
+        "llama_cpp_python_prompt64": [py, "-c", PROMPT64, model, str(threads)],
     }
     for key, cmd in cmds.items():
         env = dict(os.environ, LLAMA_CPP_LIB_PATH=str(bins[name]))
@@ -217,11 +222,11 @@ def crash_check_one(name):
     return result
 
 
-def bench(name, round_no):
+def bench(name, round_no, threads):
     cmd = [str(bins[name] / "llama-bench"), "-m", model, "-p", "512", "-n", "128", "-r", "5",
            "-t", str(threads), "-o", "json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    (work / "raw" / f"{name}-round{round_no}.json").write_text(proc.stdout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    (work / "raw" / f"{name}-t{threads}-round{round_no}.json").write_text(proc.stdout)
     if proc.returncode:
         raise SystemExit(f"{name} llama-bench failed ({proc.returncode}): {proc.stderr[-2000:]}")
     rows = json.loads(proc.stdout)
@@ -240,7 +245,8 @@ result = {
     "loadavg_before": os.getloadavg(),
     "llama_cpp_python": version,
     "model": {"file": os.path.basename(model), "bytes": os.path.getsize(model)},
-    "bench_command": f"llama-bench -m MODEL -p 512 -n 128 -r 5 -t {threads} -o json",
+    "bench_command": "llama-bench -m MODEL -p 512 -n 128 -r 5 -t T -o json",
+    "threads": thread_counts,
     "rounds": rounds,
     "builds": {},
 }
@@ -255,60 +261,65 @@ result["installed_wheel"] = {
 }
 
 # Crash check before the benchmark: a plain native build that survives joins the rotation.
+rotation = names[:2]
 if crash_check:
-    result["crash_check"] = {n: crash_check_one(n) for n in names}
-    for n, checks in result["crash_check"].items():
+    checks = result["crash_check"] = {"threads": thread_counts[0]}
+    for n in names:
+        checks[n] = crash_check_one(n, thread_counts[0])
         print(f"crash check {n}: " + ", ".join(
             f'{k}: {"CRASH " + str(v["signal"] or v["returncode"]) if v["crashed"] else "ok"}'
-            for k, v in checks.items()), flush=True)
-    native_ok = not any(v["crashed"] for v in result["crash_check"]["native"].values())
-    rotation = names if native_ok else names[:2]
-else:
-    rotation = names[:2]
+            for k, v in checks[n].items()), flush=True)
+    if not any(v["crashed"] for v in checks["native"].values()):
+        rotation = names
 
-per_round = {n: [] for n in rotation}
+per_round = {(t, n): [] for t in thread_counts for n in rotation}
+result["order"] = []
 for r in range(rounds):
-    order = rotation if r % 2 == 0 else rotation[::-1]  # ABBA: drift hits both alike
-    for n in order:
-        got, row = bench(n, r)
-        per_round[n].append(got)
-        print(f"round {r + 1}/{rounds} {n}: pp512 {got['pp512']['avg_ts']:.1f} "
-              f"tg128 {got['tg128']['avg_ts']:.1f} tokens/s", flush=True)
+    for t in thread_counts:
+        order = rotation if r % 2 == 0 else rotation[::-1]  # ABBA: drift hits both alike
+        result["order"].append([f"{n} -t {t}" for n in order])
+        for n in order:
+            got, row = bench(n, r, t)
+            per_round[t, n].append(got)
+            print(f"round {r + 1}/{rounds} -t {t} {n}: pp512 {got['pp512']['avg_ts']:.1f} "
+                  f"tg128 {got['tg128']['avg_ts']:.1f} tokens/s", flush=True)
     result.setdefault("llama_cpp_build_commit", row.get("build_commit"))
     result["model"].setdefault("type", row.get("model_type"))
     result.setdefault("llama_bench_cpu_info", row.get("cpu_info"))
 result["loadavg_after"] = os.getloadavg()
-result["order"] = [rotation if r % 2 == 0 else rotation[::-1] for r in range(rounds)]
 
 med = statistics.median
-for n in rotation:
-    b = result["builds"][n]
-    for test in ("pp512", "tg128"):
-        avgs = [g[test]["avg_ts"] for g in per_round[n]]
-        samples = [s for g in per_round[n] for s in g[test]["samples_ts"]]
-        b[test] = {"median_tokens_per_s": round(med(samples), 1),
-                   "median_of_round_averages": round(med(avgs), 1),
-                   "min": round(min(samples), 1), "max": round(max(samples), 1),
-                   "round_averages": [round(a, 1) for a in avgs]}
-ratios = {}
-for n in rotation[1:]:
-    ratios[f"{n}/portable"] = {}
-    for test in ("pp512", "tg128"):
-        paired = [a[test]["avg_ts"] / p[test]["avg_ts"] for a, p in zip(per_round[n], per_round["portable"])]
-        ratios[f"{n}/portable"][test] = {
-            "of_medians": round(result["builds"][n][test]["median_tokens_per_s"]
-                                / result["builds"]["portable"][test]["median_tokens_per_s"], 3),
-            "median_of_paired_rounds": round(med(paired), 3),
-            "paired_rounds": [round(x, 3) for x in paired]}
-result["ratios"] = ratios
-for b in result["builds"].values():  # which libraries llama-cpp-python actually loaded
-    b["loaded"] = [p.replace(str(work), "WORK") for p in b.get("loaded", [])]
+speed = result["tokens_per_s"] = {}
+ratios = result["ratios"] = {}
+for t in thread_counts:
+    speed[f"t{t}"] = {}
+    for n in rotation:
+        speed[f"t{t}"][n] = {}
+        for test in ("pp512", "tg128"):
+            avgs = [g[test]["avg_ts"] for g in per_round[t, n]]
+            samples = [s for g in per_round[t, n] for s in g[test]["samples_ts"]]
+            speed[f"t{t}"][n][test] = {
+                "median": round(med(samples), 1), "median_of_round_averages": round(med(avgs), 1),
+                "min": round(min(samples), 1), "max": round(max(samples), 1),
+                "round_averages": [round(a, 1) for a in avgs]}
+    ratios[f"t{t}"] = {}
+    for n in rotation[1:]:
+        ratios[f"t{t}"][f"{n}/portable"] = {}
+        for test in ("pp512", "tg128"):
+            paired = [a[test]["avg_ts"] / p[test]["avg_ts"]
+                      for a, p in zip(per_round[t, n], per_round[t, "portable"])]
+            ratios[f"t{t}"][f"{n}/portable"][test] = {
+                "of_medians": round(speed[f"t{t}"][n][test]["median"]
+                                    / speed[f"t{t}"]["portable"][test]["median"], 3),
+                "median_of_paired_rounds": round(med(paired), 3),
+                "paired_rounds": [round(x, 3) for x in paired]}
 out.write_text(json.dumps(result, indent=2) + "\n")
 
-for n in rotation:
-    b = result["builds"][n]
-    print(f'{n}: pp512 {b["pp512"]["median_tokens_per_s"]} tg128 {b["tg128"]["median_tokens_per_s"]} tokens/s (median)')
-for k, v in ratios.items():
-    print(f'{k}: pp512 x{v["pp512"]["of_medians"]} tg128 x{v["tg128"]["of_medians"]}')
+for t in thread_counts:
+    for n in rotation:
+        s = speed[f"t{t}"][n]
+        print(f'-t {t} {n}: pp512 {s["pp512"]["median"]} tg128 {s["tg128"]["median"]} tokens/s (median)')
+    for k, v in ratios[f"t{t}"].items():
+        print(f'-t {t} {k}: pp512 x{v["pp512"]["of_medians"]} tg128 x{v["tg128"]["of_medians"]}')
 print(f"wrote {out}")
 EOF
