@@ -211,7 +211,11 @@ class MainWindow(QMainWindow):
         if not os.path.exists(source["path"]):
             self.bridge.report(f"{source['path']} is no longer on disk, so it cannot be shown.")
             return
-        if self.viewer.is_pdf(source):
+        if source.get("chunk_id") and self.viewer.may_be_scanned(source):
+            # A page read by OCR is shown as its image with the passage's words boxed.
+            self.client.run(jobs.page_words(source["chunk_id"]), name="page_words",
+                            on_result=lambda found: self.viewer.show_source_page(source, found))
+        elif self.viewer.is_pdf(source):
             self.viewer.show_pdf(source)
         else:
             self.client.run(jobs.document_text(source["path"]), name="document_text",
@@ -257,7 +261,7 @@ class MainWindow(QMainWindow):
     def _on_index_progress(self, event, collection: str | None = None) -> None:
         if hasattr(event, "files_total"):
             self.progress.update_progress(event.files_done, event.files_total, event.chunks_done,
-                                          event.current, event.elapsed, event.eta)
+                                          event.current, event.elapsed, event.eta, getattr(event, "detail", ""))
             if collection == self._collection:
                 self.library.model.set_busy(event.current or None)
 
