@@ -53,7 +53,7 @@ def is_ole(data: bytes) -> bool:
     return data.startswith(OLE_MAGIC)
 
 
-def decrypt_office(path, data: bytes, passwords: Sequence[str], what: str) -> bytes:
+def decrypt_office(path, data: bytes, passwords: Sequence[str], what: str, suffix: str) -> bytes:
     """The plain package inside a password-protected Office file (an OLE container holding
     `EncryptionInfo` and `EncryptedPackage`), or PasswordRequired. Anything else in an OLE
     container is an old binary format we do not read."""
@@ -63,9 +63,10 @@ def decrypt_office(path, data: bytes, passwords: Sequence[str], what: str) -> by
         office = msoffcrypto.OfficeFile(io.BytesIO(data))
         encrypted = office.is_encrypted()
     except Exception as exc:
-        raise FileUnreadable(f"not a valid {what} (it may be an old 97-2003 file or damaged): {detail(exc)}") from exc
+        raise FileUnreadable(f"not a valid {what} {suffix} file: it may be an old 97-2003 file (save it as "
+                             f"{suffix} and add it again) or damaged ({detail(exc)})") from exc
     if not encrypted:
-        raise FileUnreadable(f"not a {what}: it is an old 97-2003 binary file; save it in the current format "
+        raise FileUnreadable(f"not a {what} {suffix} file: it is an old 97-2003 binary file; save it as {suffix} "
                              "and add it again")
     for password in passwords:
         try:

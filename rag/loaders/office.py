@@ -22,7 +22,7 @@ def load_docx(path: Path, data: bytes, context: LoadContext) -> LoadedDocument:
     import docx
 
     if is_ole(data):  # an OLE container: a password-protected .docx, or an old .doc
-        data = decrypt_office(path, data, context.passwords, "Word document (.docx)")
+        data = decrypt_office(path, data, context.passwords, "Word", ".docx")
     try:
         document = docx.Document(io.BytesIO(data))
         body = document.element.body
@@ -151,7 +151,7 @@ def load_pptx(path: Path, data: bytes, context: LoadContext) -> LoadedDocument:
     from pptx import Presentation
 
     if is_ole(data):  # a password-protected .pptx, or an old .ppt renamed
-        data = decrypt_office(path, data, context.passwords, "PowerPoint presentation (.pptx)")
+        data = decrypt_office(path, data, context.passwords, "PowerPoint", ".pptx")
     try:
         deck = Presentation(io.BytesIO(data))
         slides = list(deck.slides)

@@ -82,7 +82,7 @@ def load_xlsx(path: Path, data: bytes, context: LoadContext) -> LoadedDocument:
     import openpyxl
 
     if is_ole(data):  # a password-protected workbook is an OLE container around the package
-        data = decrypt_office(path, data, context.passwords, "Excel workbook (.xlsx)")
+        data = decrypt_office(path, data, context.passwords, "Excel", ".xlsx")
     try:
         # read_only streams rows; data_only gives the values cached when the file was saved.
         book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True, keep_links=False)
