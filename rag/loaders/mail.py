@@ -37,7 +37,7 @@ def _attachment_units(name: str, data: bytes, subject: str, context: LoadContext
     if fmt is None or not data or depth >= MAX_DEPTH:
         return []
     try:
-        document = loader_for(fmt)(Path(name), data, context if depth < MAX_DEPTH else context)
+        document = loader_for(fmt)(Path(name), data, context)
     except (EnclaveError, Exception) as exc:  # noqa: BLE001 - one attachment costs itself
         raise_if_out_of_memory(exc)
         context.warnings.append(f"attachment {name} could not be read ({detail(exc)})")
