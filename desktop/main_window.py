@@ -211,12 +211,13 @@ class MainWindow(QMainWindow):
         if not os.path.exists(source["path"]):
             self.bridge.report(f"{source['path']} is no longer on disk, so it cannot be shown.")
             return
-        if source.get("chunk_id") and self.viewer.may_be_scanned(source):
-            # A page read by OCR is shown as its image with the passage's words boxed.
-            self.client.run(jobs.page_words(source["chunk_id"]), name="page_words",
-                            on_result=lambda found: self.viewer.show_source_page(source, found))
-        elif self.viewer.is_pdf(source):
-            self.viewer.show_pdf(source)
+        self.viewer.requested = source
+        if self.viewer.may_be_scanned(source):
+            if self.viewer.is_pdf(source):
+                self.viewer.show_pdf(source)  # at once; a page OCR read then turns into its image
+            if source.get("chunk_id"):
+                self.client.run(jobs.page_words(source["chunk_id"]), name="page_words",
+                                on_result=lambda found: self.viewer.show_source_page(source, found))
         else:
             self.client.run(jobs.document_text(source["path"]), name="document_text",
                             on_result=lambda text: self.viewer.show_text(source, text))

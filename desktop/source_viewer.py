@@ -54,6 +54,7 @@ class SourceViewerWidget(QWidget):
         self.setObjectName("sourceViewer")
         self.setAccessibleName("Source viewer")
         self.source: dict | None = None
+        self.requested: dict | None = None  # the source last asked for: a late answer for another is dropped
         self.highlighted_text = ""  # what is highlighted now (for tests and the title)
 
         self.title = QLabel("Click a citation to see where the answer comes from.")
@@ -127,12 +128,14 @@ class SourceViewerWidget(QWidget):
         return view_for(source["path"]) in ("pdf", "image")
 
     def show_source_page(self, source: dict, found: dict | None) -> None:
-        """Show a source that may have been read by OCR: `found` is Engine.page_words()."""
+        """A source that may have been read by OCR, once its words are known (`found` is
+        Engine.page_words()): a scanned page or an image is shown as a picture. A PDF page with
+        a text layer stays as show_pdf() put it; a later click wins over this late answer."""
+        if source is not self.requested:
+            return
         if found is not None:
             self.show_scanned(source, found)
-        elif self.is_pdf(source):
-            self.show_pdf(source)
-        else:
+        elif not self.is_pdf(source):
             self.show_scanned(source, {"page": source.get("page") or 1, "words": []})
 
     # --- scanned pages and images ----------------------------------------------------------
