@@ -221,7 +221,9 @@ class ParsePool:
                 yield key, _result(message), message[2] if message[0] == "ok" else None
             now = time.monotonic()
             for conn, worker in list(busy.items()):
-                if now >= worker.deadline:
+                # A reader whose answer is waiting in the pipe finished in time: while this
+                # generator's consumer was busy embedding, the clock ran on without it.
+                if now >= worker.deadline and not conn.poll(0):
                     busy.pop(conn)
                     key = worker.job[0]
                     self._replace(worker)
