@@ -75,11 +75,13 @@ def _engine():
 class _Line:
     text: str
     score: float
-    x0: float
+    x0: float  # bounds used for reading order (straightened when the page is skewed)
     y0: float
     x1: float
     y1: float
     words: list[tuple[str, tuple[float, float, float, float]]]  # (word, box) in image pixels
+    corners: tuple = ()  # the four corners OCR found, clockwise from the top left
+    box: tuple = ()  # the line's box in image pixels, as found
 
 
 def read_image(image) -> tuple[str, tuple[Word, ...]]:
@@ -119,7 +121,8 @@ def _recognise(image) -> list[_Line]:
             if wbox is not None and word.strip():
                 wx, wy = [p[0] for p in wbox], [p[1] for p in wbox]
                 line_words.append((word, (min(wx), min(wy), max(wx), max(wy))))
-        lines.append(_Line(text, float(score), *line_box, line_words))
+        corners = tuple((float(x), float(y)) for x, y in box)
+        lines.append(_Line(text, float(score), *line_box, line_words, corners, line_box))
     return lines
 
 
@@ -144,11 +147,36 @@ def _upside_down(image, lines: Sequence[_Line]) -> bool:
     return votes["180"] > votes["0"]
 
 
+def _straightened(lines: list[_Line]) -> list[_Line]:
+    """Lines of a page scanned askew, turned level (their median slope undone): ordering by
+    bounds assumes level lines, and a tilted line's bounds overlap its neighbours'."""
+    import math
+    from dataclasses import replace
+
+    slopes = sorted(
+        math.atan2(l.corners[1][1] - l.corners[0][1], l.corners[1][0] - l.corners[0][0])
+        for l in lines if len(l.corners) == 4 and (l.x1 - l.x0) > 3 * (l.y1 - l.y0)
+    )
+    if not slopes:
+        return lines
+    angle = slopes[len(slopes) // 2]
+    if abs(angle) < math.radians(0.3):
+        return lines
+    cos, sin = math.cos(angle), math.sin(angle)
+    out = []
+    for line in lines:
+        points = [(x * cos + y * sin, -x * sin + y * cos) for x, y in line.corners] or [(line.x0, line.y0), (line.x1, line.y1)]
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        out.append(replace(line, x0=min(xs), y0=min(ys), x1=max(xs), y1=max(ys)))
+    return out
+
+
 def _reading_order(lines: list[_Line]) -> list[list[_Line]]:
     """Blocks of lines in reading order: the page is cut at its widest gap, down or across,
     again and again (recursive XY-cut); a cut down the page needs two lines on each side.
     Two columns read one after the other; a table whose columns are far apart reads column
     by column."""
+    lines = _straightened(lines)
     heights = sorted(l.y1 - l.y0 for l in lines)
     line_height = heights[len(heights) // 2] or 1.0
 
@@ -225,7 +253,7 @@ def _compose(blocks, width: int, height: int, turns: int) -> tuple[str, tuple[Wo
                     words.append((start + at, start + cursor, *_unturn(box, width, height, turns)))
                     found = True
                 if not found:  # no word boxes: the line's box stands for all of it
-                    words.append((start, pos, *_unturn((line.x0, line.y0, line.x1, line.y1), width, height, turns)))
+                    words.append((start, pos, *_unturn(line.box, width, height, turns)))
     return "".join(parts), tuple(words)
 
 
