@@ -30,6 +30,7 @@ def link_citations(text: str, message: int) -> str:
 
 def source_label(source: dict) -> str:
     page = f", page {source['page']}" if source.get("page") else ""
+    page += f", {source['unit']}" if source.get("unit") else ""  # slide, sheet and rows, chapter, mail
     return f"[{source['n']}] {Path(source['path']).name}{page} · score {source.get('score', 0):.3f}"
 
 

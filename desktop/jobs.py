@@ -200,3 +200,8 @@ def _apply_settings(new, data_dir, reload, reindex, engine, job):
 def _title(question: str) -> str:
     line = " ".join(question.split())
     return line if len(line) <= 60 else line[:57] + "…"
+
+
+def page_words(chunk_id: str):
+    """The cited page's words and boxes when OCR read it (None otherwise)."""
+    return lambda engine, job: engine.page_words(chunk_id)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
+    QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
     QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
@@ -16,7 +16,7 @@ from rag.errors import EnclaveError
 
 RELOAD_FIELDS = ("llm_model", "gpu_layers", "context_size", "llm_endpoint", "llm_api_key_env",
                  "llm_endpoint_model", "llm_timeout_s", "llm_ca_file")
-REINDEX_FIELDS = ("chunk_tokens", "chunk_overlap", "embedding_model")
+REINDEX_FIELDS = ("chunk_tokens", "chunk_overlap", "embedding_model", "ocr")
 BUNDLED_LLM = "Bundled: SmolLM2-135M-Instruct (default)"
 BUNDLED_EMBEDDER = "Bundled: all-MiniLM-L6-v2 (default)"
 
@@ -80,6 +80,13 @@ class SettingsDialog(QDialog):
         self.key_env.setObjectName("modelServerKeyVariable")
         self.key_env.setAccessibleName("Environment variable holding the server's API key")
         self.key_env.setPlaceholderText("e.g. ENCLAVE_MODEL_KEY (the key itself is never stored)")
+        self.ocr = QCheckBox("Read scanned pages and images (OCR)")
+        self.ocr.setObjectName("ocrChoice")
+        self.ocr.setAccessibleName("Read scanned pages and images with OCR")
+        self.ocr.setToolTip("Pages without a text layer and PNG, JPEG and TIFF files are read on this machine. "
+                            "The bundled models read Latin scripts and Chinese.")
+        self.ocr.setChecked(settings.ocr)
+        self.ocr.toggled.connect(self._on_changed)
 
         folder = QLineEdit(str(data_dir))
         folder.setReadOnly(True)
@@ -96,6 +103,7 @@ class SettingsDialog(QDialog):
         form.addRow("Embedding model", embedder_row)
         form.addRow("Model server", self.endpoint)
         form.addRow("API key variable", self.key_env)
+        form.addRow("Scanned pages", self.ocr)
         form.addRow("Data folder", folder)
 
         self.message = QLabel()
@@ -137,6 +145,7 @@ class SettingsDialog(QDialog):
             embedding_model=self.embedder.currentData() or "",
             llm_endpoint=self.endpoint.text().strip(),
             llm_api_key_env=self.key_env.text().strip(),
+            ocr=self.ocr.isChecked(),
         )
 
     def result_settings(self) -> Settings | None:

@@ -150,6 +150,7 @@ def _source(n: int, hit: Hit, answer: str | None, cited: bool) -> dict:
         "n": n,
         "path": hit.path,
         "page": hit.page,
+        "unit": hit.unit,  # the citation unit when it is not a page: "slide 3", "sheet 'Q3', rows 2–40"
         "page_end": hit.page_end,
         "char_start": hit.char_start,  # where the chunk starts in Engine.document_text(path)
         "chunk_id": hit.chunk_id,

@@ -185,7 +185,7 @@ def cmd_search(args) -> int:
     data = [h.to_json() for h in hits]
     lines = []
     for n, h in enumerate(hits, 1):
-        page = f" p.{h.page}" if h.page else ""
+        page = (f" p.{h.page}" if h.page else "") + (f" ({h.unit})" if h.unit else "")
         snippet = " ".join(h.text.split())[:160]
         lines.append(f"[{n}] {h.path}{page}  ({h.score:.4f})\n    {snippet}")
     _emit(args, data, "\n".join(lines) or "no results")
@@ -256,7 +256,7 @@ def _print_sources(answer) -> None:
     if answer.uncited and not answer.refused:
         print("(the answer cites no source; these are the sources it was given)")
     for s in answer.sources:
-        page = f", page {s['page']}" if s["page"] else ""
+        page = (f", page {s['page']}" if s["page"] else "") + (f", {s['unit']}" if s.get("unit") else "")
         print(f"[{s['n']}] {s['path']}{page}")
         if s.get("support"):
             print(f"    \u201c{' '.join(s['support']['text'].split())[:200]}\u201d")

@@ -29,7 +29,7 @@ from .types import SETTLED, Hit, IndexReport, Progress
 
 if TYPE_CHECKING:  # the indexer, parsers and reader pool load on the first index run
     from .indexer import Indexer
-    from .parsing import ParsePool
+    from .parsing import ParseLimits, ParsePool
 
 WELCOME_DIR = Path(__file__).resolve().parents[1] / "assets" / "welcome"
 WELCOME_COLLECTION = "Welcome"
@@ -144,12 +144,19 @@ class Engine:
     @property
     def parse_pool(self) -> "ParsePool":
         """Reader processes, started on the first file that needs reading, kept until close()."""
-        from .parsing import ParseLimits, ParsePool
+        from .parsing import ParsePool
 
         if self._parse_pool is None:
-            s = self.settings
-            self._parse_pool = ParsePool(ParseLimits(s.parse_timeout_s, s.parse_memory_mb, s.parse_workers))
+            self._parse_pool = ParsePool(self._parse_limits())
         return self._parse_pool
+
+    def _parse_limits(self, **changes) -> "ParseLimits":
+        from .parsing import ParseLimits
+
+        s = self.settings
+        limits = dict(seconds=s.parse_timeout_s, memory_mb=s.parse_memory_mb, workers=s.parse_workers,
+                      ocr=s.ocr, ocr_page_seconds=s.ocr_page_timeout_s)
+        return ParseLimits(**{**limits, **changes})
 
     def index(
         self,
@@ -230,12 +237,25 @@ class Engine:
         return self._conversations
 
     def document_text(self, path: str | os.PathLike) -> str:
-        """The document's text as indexed: chunk offsets point into it."""
+        """The document's text as indexed: chunk offsets point into it. Read in a reader
+        process of its own, under the same limits as indexing; scanned pages are shown as
+        images (see page_words), so OCR is not run again here."""
         from .chunking import document_text
-        from .loaders import load
+        from .parsing import ParsePool, ReaderNote
 
-        document = load(path)
-        return document_text(document.pages)[0]
+        with ParsePool(self._parse_limits(workers=1, ocr=False)) as pool:
+            for _, result, _ in pool.map([(str(path), str(path), ())]):
+                if isinstance(result, EnclaveError):
+                    raise result
+                if not isinstance(result, ReaderNote):
+                    return document_text(result.pages)[0]
+        raise EnclaveError(f"{path} could not be read.")
+
+    def page_words(self, chunk_id: str) -> dict | None:
+        """For a chunk OCR read: its page and the page's words with their boxes
+        ({"page", "words": [[start, end, x0, y0, x1, y1], ...]}); None otherwise."""
+        found = self.catalog.page_words(chunk_id)
+        return {"page": found[0], "words": found[1]} if found else None
 
     def ensure_welcome(self) -> IndexReport | None:
         """On a new data folder, index the bundled guide so the first question has an answer."""
