@@ -110,7 +110,7 @@ class Host:
         while True:
             message = self.inbox.get()
             kind = message[0]
-            if kind == "shutdown":
+            if kind in ("shutdown", "quit"):  # "quit" is what rag.children.Child.end() sends
                 self.close()
                 try:
                     self.conn.send(("bye",))
