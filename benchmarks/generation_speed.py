@@ -7,11 +7,16 @@ both paths of one loaded model, side by side, and prints JSON with medians:
   path also with the cache left from the previous question (warm: the system prompt is
   reused, as in a conversation),
 * decode speed (tokens/s after the first token),
-* lean / reference ratios, and whether both paths produced the same text (greedy).
+* lean / reference ratios, and whether both paths produced the same text (greedy),
+* `process_boundary`: the same lean loop in this process and in the model host process
+  (what the window and the CLI use), prompt by prompt, alternating which goes first,
+* `remote_endpoint` (unless --no-remote): the model host against the same model served by
+  llama-cpp-python's OpenAI-compatible server on 127.0.0.1, through Enclave's remote client.
 
 Usage:
     python benchmarks/generation_speed.py [--model PATH] [-n 5] [--max-tokens 128]
                                           [--gpu-layers N] [--threads N] [--out FILE]
+                                          [--only-processes] [--no-remote]
 
 Measures, never passes or fails on time.
 """
@@ -235,6 +240,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--flash-attn", choices=("auto", "on", "off"), default="auto",
                         help="auto: on when layers run on a GPU (Enclave's default)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--only-processes", action="store_true",
+                        help="only the in-process / model host / remote comparison")
+    parser.add_argument("--no-remote", action="store_true", help="skip the OpenAI-compatible server")
     args = parser.parse_args(argv)
 
     model = args.model or default_model_path()
@@ -259,6 +267,12 @@ def main(argv: list[str] | None = None) -> dict:
             answer_tokens=args.max_tokens,
         )
         prompts.append(prompt)
+
+    if args.only_processes:
+        result = {"model": str(model), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+                  "runs": args.runs, "max_tokens": args.max_tokens,
+                  **compare_processes(generator, prompts, args)}
+        return _emit(result, args, generator)
 
     # Warm-up pass (first-call costs: allocations, GPU kernels), not measured.
     list(generator.stream(prompts[0].messages, max_tokens=8))
@@ -366,6 +380,11 @@ def main(argv: list[str] | None = None) -> dict:
             {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
         ],
     }
+    result.update(compare_processes(generator, prompts, args))
+    return _emit(result, args, generator)
+
+
+def _emit(result: dict, args, generator) -> dict:
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -373,6 +392,93 @@ def main(argv: list[str] | None = None) -> dict:
         args.out.write_text(text + "\n", encoding="utf-8")
     generator.close()
     return result
+
+
+def _timed(model, prompt, max_tokens: int) -> dict:
+    start, first, end, text = run_once(model.stream(prompt.messages, max_tokens=max_tokens))
+    n = model.last_stats.generated_tokens
+    return {"ttft_s": first - start, "tokens": n, "text": text,
+            "tokens_per_s": (n - 1) / (end - first) if end > first and n > 1 else None}
+
+
+def _side_by_side(a, b, prompts, max_tokens: int) -> dict:
+    """Each prompt through both models (warm caches), alternating which goes first."""
+    for model in (a, b):  # first-call costs, not measured
+        list(model.stream(prompts[0].messages, max_tokens=8))
+    runs = {"a": [], "b": []}
+    for i, prompt in enumerate(prompts):
+        order = (("a", a), ("b", b)) if i % 2 == 0 else (("b", b), ("a", a))
+        for name, model in order:
+            runs[name].append(_timed(model, prompt, max_tokens))
+    same = all(x["text"].strip() == y["text"].strip() for x, y in zip(runs["a"], runs["b"]))
+    summary = {}
+    for name in ("a", "b"):
+        summary[name] = {"decode_tokens_per_s": median(r["tokens_per_s"] for r in runs[name]),
+                         "first_token_s": median(r["ttft_s"] for r in runs[name]),
+                         "tokens_per_s_each_run": [round(r["tokens_per_s"] or 0, 2) for r in runs[name]]}
+    ratio = (summary["b"]["decode_tokens_per_s"] / summary["a"]["decode_tokens_per_s"]
+             if summary["a"]["decode_tokens_per_s"] and summary["b"]["decode_tokens_per_s"] else None)
+    return {"a": summary["a"], "b": summary["b"], "decode_ratio_b_over_a": round(ratio, 4) if ratio else None,
+            "same_text_all_runs": same}
+
+
+def compare_processes(generator, prompts, args) -> dict:
+    """The lean loop in this process vs in the model host; the host vs a remote endpoint."""
+    from rag.llm.hosted import HostedModel
+
+    hosted = HostedModel(generator.model_path, n_ctx=args.n_ctx, gpu_layers=args.gpu_layers,
+                         n_threads=args.threads, flash_attn=generator.flash_attn)
+    hosted.warm_up()
+    out = {}
+    pair = _side_by_side(generator, hosted, prompts, args.max_tokens)
+    out["process_boundary"] = {"in_process": pair["a"], "model_host": pair["b"],
+                               "decode_ratio_host_over_in_process": pair["decode_ratio_b_over_a"],
+                               "same_text_all_runs": pair["same_text_all_runs"]}
+    if not args.no_remote:
+        out["remote_endpoint"] = _compare_remote(hosted, prompts, args)
+    hosted.close()
+    return out
+
+
+def _compare_remote(hosted, prompts, args) -> dict:
+    """llama-cpp-python's server on 127.0.0.1 with the same model file, through RemoteModel."""
+    import socket
+    import subprocess
+    import tempfile
+
+    import httpx
+
+    from rag.llm.remote import RemoteModel
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(hosted.model_path), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", str(args.n_ctx)]
+    if args.threads:
+        command += ["--n_threads", str(args.threads), "--n_threads_batch", str(args.threads)]
+    if args.gpu_layers is not None:
+        command += ["--n_gpu_layers", str(args.gpu_layers)]
+    with tempfile.TemporaryFile() as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.3)
+            remote = RemoteModel(f"http://127.0.0.1:{port}", n_ctx=args.n_ctx)
+            pair = _side_by_side(hosted, remote, prompts, args.max_tokens)
+            remote.close()
+        finally:
+            server.kill()
+            server.wait()
+    return {"model_host": pair["a"], "remote_llama_cpp_python_server": pair["b"],
+            "decode_ratio_remote_over_host": pair["decode_ratio_b_over_a"],
+            "same_text_all_runs": pair["same_text_all_runs"],
+            "note": "the server streams through llama-cpp-python's create_chat_completion and SSE"}
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The composition root: builds the application, the engine worker and the main window.
 
-The window shows at once; the engine (catalog, store), the answering model and the welcome
-guide are built and loaded on the worker thread after it shows.
+The window shows at once; the engine (catalog, store, embedding model) is built in a process
+of its own and the answering model in the model host, after the window shows.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rag.config import resolve_data_dir
 from .main_window import APP_NAME, MainWindow
 from .messages import MessageBridge
 from .theme import app_icon, apply_theme
-from .workers import EngineWorker
+from .workers import EngineWorker, ProcessEngine, ThreadEngine
 
 
 def _application(argv: list[str]) -> QApplication:
@@ -41,28 +41,30 @@ def create_main_window(
 ) -> MainWindow:
     """Returns the main window without entering the event loop (for tests and embedding).
 
-    `engine_factory(data_dir)` builds the engine on the worker thread (tests pass one that
-    shares a loaded embedding model); by default `rag.engine.Engine(data_dir)`. `welcome=False`
-    skips indexing the bundled guide on a new data folder (tests that do not need it).
+    By default the engine runs in a process of its own (desktop/engine_host.py): the window's
+    process imports Qt and nothing heavy. `engine_factory(data_dir)` instead builds an engine
+    on the worker thread, in this process (tests pass one with a shared embedding model or a
+    fake). `welcome=False` skips indexing the bundled guide on a new data folder.
     """
     _application(sys.argv[:1])
     folder = resolve_data_dir(data_dir)
 
-    def build():
-        # Start-up checks first: Chroma can abort the process on some damaged files, so the
-        # store is opened in a child process before the engine opens it here.
-        from rag import health
+    if engine_factory is None:
+        backend = ProcessEngine(folder)
+    else:
+        def build():
+            # Start-up checks first: Chroma can abort the process on some damaged files, so
+            # the store is opened in a child process before the engine opens it here.
+            from rag import health
 
-        problems = health.problems(folder)
-        if problems:
-            raise health.DataFolderDamaged(problems)
-        if engine_factory is not None:
+            problems = health.problems(folder)
+            if problems:
+                raise health.DataFolderDamaged(problems)
             return engine_factory(folder)
-        from rag.engine import Engine  # imported on the worker thread: the window shows first
 
-        return Engine(folder)
+        backend = ThreadEngine(build)
 
-    worker = EngineWorker(build)
+    worker = EngineWorker(backend)
     bridge = MessageBridge()
     window = MainWindow(folder, worker, bridge, welcome=welcome)
     bridge._parent_widget = window

@@ -48,11 +48,8 @@ def link_citations(text: str, message: int, claims: list[dict] | None = None) ->
 
 def place(source: dict) -> str:
     """File and where in it: page, or sheet or slide for the formats that have them."""
-    where = ""
-    for key in ("sheet", "slide", "page"):
-        if source.get(key):
-            where = f", {key} {source[key]}"
-            break
+    where = f", page {source['page']}" if source.get("page") else ""
+    where += f", {source['unit']}" if source.get("unit") else ""  # slide, sheet and rows, chapter, mail
     return f"{Path(source['path']).name}{where}"
 
 
@@ -263,8 +260,10 @@ class ChatWidget(QWidget):
         self._render()
 
     def fail_answer(self, message: str) -> None:
-        if self._messages and self._messages[-1]["role"] == "assistant" and not self._messages[-1]["text"]:
-            self._messages[-1]["text"] = f"*{message}*"
+        if self._messages and self._messages[-1]["role"] == "assistant":
+            last = self._messages[-1]
+            # What was said before the failure stays, followed by why it stopped.
+            last["text"] = f"{last['text']}\n\n*{message}*" if last["text"] else f"*{message}*"
         self.status.setText("")
         self.set_busy(False)
         self._render()

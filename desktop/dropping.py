@@ -6,6 +6,8 @@ from PySide6.QtCore import QMimeData, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
+from rag.loaders.registry import short_list
+
 
 def local_paths(mime: QMimeData) -> list[str]:
     if not mime.hasUrls():
@@ -43,3 +45,12 @@ class DropHintWidget(QWidget):
         painter.setPen(self.palette().windowText().color())
         painter.drawText(self.rect(), Qt.AlignCenter,
                          "Drop files or folders to index them\nFolders are watched for changes")
+        font.setPointSize(max(font.pointSize() - 10, 8))
+        font.setBold(False)
+        painter.setFont(font)
+        below = self.rect().adjusted(40, self.rect().height() // 2 + 40, -40, 0)
+        painter.drawText(below, Qt.AlignHCenter | Qt.AlignTop | Qt.TextWordWrap, self.formats_line())
+
+    @staticmethod
+    def formats_line() -> str:
+        return "Read: " + short_list()

@@ -1,11 +1,16 @@
-"""The work the engine worker runs: each function takes (engine, job) and runs on the
-worker thread. This module and workers.py are the only desktop code that touches the engine.
-Results are plain dicts and lists (the same JSON shapes as enclave-cli) or engine dataclasses.
+"""The work the engine runs for the window: each job is `fn(engine, job)`, run where the
+engine lives (its own process by default, see engine_host.py). This module, workers.py and
+engine_host.py are the only desktop code that touches the engine; none of them imports Qt.
+
+Jobs cross a process boundary, so the factories below return `functools.partial`s of
+module-level functions (they pickle), never closures. Results are plain dicts and lists (the
+same JSON shapes as enclave-cli) or the plain dataclasses of `rag.types`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 DEFAULT_COLLECTION = "default"
@@ -43,28 +48,32 @@ def ensure_welcome(engine, job):
 
 
 def library(collection: str | None):
-    def run(engine, job) -> dict:
+    return partial(_library, collection)
+
+
+def _library(collection, engine, job) -> dict:
+    names = engine.collections()
+    if DEFAULT_COLLECTION not in names:
+        engine.create_collection(DEFAULT_COLLECTION)
         names = engine.collections()
-        if DEFAULT_COLLECTION not in names:
-            engine.create_collection(DEFAULT_COLLECTION)
-            names = engine.collections()
-        chosen = collection if collection in names else DEFAULT_COLLECTION
-        return {
-            "collections": names,
-            "collection": chosen,
-            "documents": [d.to_json() for d in engine.documents(chosen)],
-            "stats": engine.stats(),
-        }
-    return run
+    chosen = collection if collection in names else DEFAULT_COLLECTION
+    return {
+        "collections": names,
+        "collection": chosen,
+        "documents": [d.to_json() for d in engine.documents(chosen)],
+        "stats": engine.stats(),
+    }
 
 
 def index(paths: list[str], collection: str, force: bool = False, passwords: tuple[str, ...] = ()):
-    def run(engine, job):
-        _load_embedder(engine)
-        if force:  # the engine skips unchanged content; forgetting first makes it read it again
-            engine.remove(paths, collection)
-        yield from engine.index(paths, collection, passwords, should_stop=job.should_stop)
-    return run
+    return partial(_index, list(paths), collection, force, tuple(passwords))
+
+
+def _index(paths, collection, force, passwords, engine, job):
+    _load_embedder(engine)
+    if force:  # the engine skips unchanged content; forgetting first makes it read it again
+        engine.remove(paths, collection)
+    yield from engine.index(paths, collection, passwords, should_stop=job.should_stop)
 
 
 def reindex_catalog(engine, job) -> dict:
@@ -74,53 +83,61 @@ def reindex_catalog(engine, job) -> dict:
 
 
 def remove(paths: list[str], collection: str):
-    return lambda engine, job: engine.remove(paths, collection)
+    return partial(_call, "remove", list(paths), collection)
 
 
 def create_collection(name: str):
-    return lambda engine, job: engine.create_collection(name)
+    return partial(_call, "create_collection", name)
 
 
 def rename_collection(old: str, new: str):
-    return lambda engine, job: engine.rename_collection(old, new)
+    return partial(_call, "rename_collection", old, new)
 
 
 def delete_collection(name: str):
-    return lambda engine, job: engine.delete_collection(name)
+    return partial(_call, "delete_collection", name)
 
 
 def document_text(path: str):
-    return lambda engine, job: engine.document_text(path)
+    return partial(_call, "document_text", path)
+
+
+def _call(method: str, *args):
+    """`engine.<method>(*args)`, as a job: the last two arguments are (engine, job)."""
+    *args, engine, _job = args
+    return getattr(engine, method)(*args)
 
 
 def ask(question: str, collection: str, conversation: int | None):
     """Yields text pieces, then {"answer": Answer.to_json(), "conversation": id, "stopped": bool}."""
+    return partial(_ask, question, collection, conversation)
+
+
+def _ask(question, collection, conversation, engine, job):
     from rag.answer import Answer, Quote
 
-    def run(engine, job):
-        store = engine.conversations
-        conversation_id = conversation
-        if conversation_id is None or store.get(conversation_id) is None:
-            conversation_id = store.create(collection=collection)
-        history = store.history(conversation_id)
-        if store.get(conversation_id).title == "New conversation":
-            store.rename(conversation_id, _title(question))
-        store.add_message(conversation_id, "user", question)
-        answer = None
-        for event in engine.ask(question, collection, None, history, should_stop=job.should_stop):
-            if isinstance(event, Answer):
-                answer = event
-            else:
-                yield event
-                if isinstance(event, Quote):
-                    # The worker sends a value on when the next one arrives; without this the
-                    # quote would wait for the model's first token.
-                    yield ""
-        data = answer.to_json()
-        data["question"] = question
-        store.add_message(conversation_id, "assistant", answer.text, data)
-        yield {"answer": data, "conversation": conversation_id, "stopped": job.should_stop()}
-    return run
+    store = engine.conversations
+    conversation_id = conversation
+    if conversation_id is None or store.get(conversation_id) is None:
+        conversation_id = store.create(collection=collection)
+    history = store.history(conversation_id)
+    if store.get(conversation_id).title == "New conversation":
+        store.rename(conversation_id, _title(question))
+    store.add_message(conversation_id, "user", question)
+    answer = None
+    for event in engine.ask(question, collection, None, history, should_stop=job.should_stop):
+        if isinstance(event, Answer):
+            answer = event
+        else:
+            yield event
+            if isinstance(event, Quote):
+                # The worker sends a value on when the next one arrives; without this the
+                # quote would wait for the model's first token.
+                yield ""
+    data = answer.to_json()
+    data["question"] = question
+    store.add_message(conversation_id, "assistant", answer.text, data)
+    yield {"answer": data, "conversation": conversation_id, "stopped": job.should_stop()}
 
 
 def conversations(engine, job) -> list[dict]:
@@ -128,52 +145,67 @@ def conversations(engine, job) -> list[dict]:
 
 
 def create_conversation(collection: str):
-    return lambda engine, job: engine.conversations.create(collection=collection)
+    return partial(_conversations, "create", collection)
 
 
 def rename_conversation(conversation: int, title: str):
-    return lambda engine, job: engine.conversations.rename(conversation, title)
+    return partial(_conversations, "rename", conversation, title)
 
 
 def delete_conversation(conversation: int):
-    return lambda engine, job: engine.conversations.delete(conversation)
+    return partial(_conversations, "delete", conversation)
+
+
+def _conversations(method: str, *args):
+    *args, engine, _job = args
+    return getattr(engine.conversations, method)(*args)
 
 
 def messages(conversation: int):
-    def run(engine, job) -> list[dict]:
-        return [dataclasses.asdict(m) for m in engine.conversations.messages(conversation)]
-    return run
+    return partial(_messages, conversation)
+
+
+def _messages(conversation, engine, job) -> list[dict]:
+    return [dataclasses.asdict(m) for m in engine.conversations.messages(conversation)]
 
 
 def export_conversation(conversation: int, target: str):
-    def run(engine, job) -> str:
-        Path(target).write_text(engine.conversations.export_markdown(conversation), encoding="utf-8")
-        return target
-    return run
+    return partial(_export_conversation, conversation, target)
+
+
+def _export_conversation(conversation, target, engine, job) -> str:
+    Path(target).write_text(engine.conversations.export_markdown(conversation), encoding="utf-8")
+    return target
 
 
 def apply_settings(new, data_dir, reload: bool, reindex: bool):
     """Save the settings; reload the model or rebuild the index when they need it."""
+    return partial(_apply_settings, new, str(data_dir), reload, reindex)
 
-    def run(engine, job):
-        new.save(Path(data_dir))
-        if reindex:
-            engine = job.rebuild_engine()  # a new engine reads the new settings (embedder too)
-            for name in engine.collections():
-                paths = [d.path for d in engine.documents(name) if Path(d.path).exists()]
-                if paths:
-                    engine.remove(paths, name)
-                    yield from engine.index(paths, name, should_stop=job.should_stop)
-        else:
-            engine.settings = new
-            if reload:
-                engine.use_model(None)
-        info = engine.load_model() if (reload or reindex) else None
-        freeze_heap()
-        yield {"model": info}
-    return run
+
+def _apply_settings(new, data_dir, reload, reindex, engine, job):
+    new.save(Path(data_dir))
+    if reindex:
+        engine = job.rebuild_engine()  # a new engine reads the new settings (embedder too)
+        for name in engine.collections():
+            paths = [d.path for d in engine.documents(name) if Path(d.path).exists()]
+            if paths:
+                engine.remove(paths, name)
+                yield from engine.index(paths, name, should_stop=job.should_stop)
+    else:
+        engine.settings = new
+        if reload:
+            engine.use_model(None)
+    info = engine.load_model() if (reload or reindex) else None
+    freeze_heap()
+    yield {"model": info}
 
 
 def _title(question: str) -> str:
     line = " ".join(question.split())
     return line if len(line) <= 60 else line[:57] + "…"
+
+
+def page_words(chunk_id: str):
+    """The cited page's words and boxes when OCR read it (None otherwise)."""
+    return lambda engine, job: engine.page_words(chunk_id)

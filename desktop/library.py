@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (
     QMessageBox, QPushButton, QTableView, QTextBrowser, QVBoxLayout, QWidget,
 )
 
+from rag.loaders.registry import file_dialog_filter
+
 
 STATE_LABELS = {
     "indexed": "Indexed", "indexing": "Indexing…", "queued": "Queued", "unchanged": "Unchanged",
@@ -279,8 +281,7 @@ class LibraryWidget(QWidget):
     @Slot()
     def _on_add_files(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
-            self, "Add files", os.path.expanduser("~"),
-            "Documents (*.pdf *.txt *.md *.markdown *.html *.htm *.docx);;All files (*)")
+            self, "Add files", os.path.expanduser("~"), file_dialog_filter())
         if paths:
             self.files_chosen.emit(paths)
 

@@ -211,8 +211,13 @@ class MainWindow(QMainWindow):
         if not os.path.exists(source["path"]):
             self.bridge.report(f"{source['path']} is no longer on disk, so it cannot be shown.")
             return
-        if self.viewer.is_pdf(source):
-            self.viewer.show_pdf(source)
+        self.viewer.requested = source
+        if self.viewer.may_be_scanned(source):
+            if self.viewer.is_pdf(source):
+                self.viewer.show_pdf(source)  # at once; a page OCR read then turns into its image
+            if source.get("chunk_id"):
+                self.client.run(jobs.page_words(source["chunk_id"]), name="page_words",
+                                on_result=lambda found: self.viewer.show_source_page(source, found))
         else:
             self.client.run(jobs.document_text(source["path"]), name="document_text",
                             on_result=lambda text: self.viewer.show_text(source, text))
@@ -257,7 +262,7 @@ class MainWindow(QMainWindow):
     def _on_index_progress(self, event, collection: str | None = None) -> None:
         if hasattr(event, "files_total"):
             self.progress.update_progress(event.files_done, event.files_total, event.chunks_done,
-                                          event.current, event.elapsed, event.eta)
+                                          event.current, event.elapsed, event.eta, getattr(event, "detail", ""))
             if collection == self._collection:
                 self.library.model.set_busy(event.current or None)
 
@@ -389,6 +394,9 @@ class MainWindow(QMainWindow):
     def _on_answer_failed(self, message: str) -> None:
         self.chat.fail_answer(message)
         self.bridge.report(message)
+        # The model may have been restarted (on the CPU after crashes on the GPU): show where.
+        self.client.run(jobs.load_model, name="load_model", on_result=self._on_model_loaded,
+                        on_failed=self._on_model_failed)
 
     def _on_answer_job_finished(self) -> None:
         self._answer_job = None

@@ -61,10 +61,10 @@ class IndexProgressWidget(QWidget):
         self.show()
 
     def update_progress(self, files_done: int, files_total: int, chunks_done: int, current: str,
-                        elapsed: float, eta: float | None) -> None:
+                        elapsed: float, eta: float | None, detail: str = "") -> None:
         self.bar.setRange(0, max(files_total, 1))
         self.bar.setValue(files_done)
-        self._last = (files_done, chunks_done, current, elapsed, eta)
+        self._last = (files_done, chunks_done, current, elapsed, eta, detail)
         self._show_label()
 
     def _show_label(self) -> None:
@@ -73,8 +73,9 @@ class IndexProgressWidget(QWidget):
             parts.append(f"Looking at {self._what}…")
             self.label.setText("  ·  ".join(parts))
             return
-        files_done, chunks_done, current, elapsed, eta = self._last
-        parts.append(Path(current).name if current else "finishing…")
+        files_done, chunks_done, current, elapsed, eta, detail = self._last
+        name = Path(current).name if current else "finishing…"
+        parts.append(f"{name}: {detail}" if detail and current else name)
         if chunks_done and elapsed > 0:
             parts.append(f"{chunks_done / elapsed:.0f} chunks/s")
         # Unchanged and skipped files go by in a blink: no ETA until the rate means something.

@@ -7,15 +7,16 @@ from pathlib import Path
 
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import (
-    QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
+    QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
     QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
 from rag.config import Settings
 from rag.errors import EnclaveError
 
-RELOAD_FIELDS = ("llm_model", "gpu_layers", "context_size")
-REINDEX_FIELDS = ("chunk_tokens", "chunk_overlap", "embedding_model")
+RELOAD_FIELDS = ("llm_model", "gpu_layers", "context_size", "llm_endpoint", "llm_api_key_env",
+                 "llm_endpoint_model", "llm_timeout_s", "llm_ca_file")
+REINDEX_FIELDS = ("chunk_tokens", "chunk_overlap", "embedding_model", "ocr")
 BUNDLED_LLM = "Bundled: SmolLM2-135M-Instruct (default)"
 BUNDLED_EMBEDDER = "Bundled: all-MiniLM-L6-v2 (default)"
 
@@ -69,6 +70,24 @@ class SettingsDialog(QDialog):
             BUNDLED_EMBEDDER, settings.embedding_model, "Embedding model",
             "Choose folder…", "Choose an embedding model folder", self._on_choose_embedder_clicked)
 
+        self.endpoint = QLineEdit(settings.llm_endpoint)
+        self.endpoint.setObjectName("modelServer")
+        self.endpoint.setAccessibleName("Model server address")
+        self.endpoint.setPlaceholderText("Empty: answer on this machine. A team's server: http://gpu-box.internal:8080")
+        self.endpoint.setToolTip("An OpenAI-compatible server (llama-server, vLLM). Questions and the passages "
+                                 "found for them go to it; documents and the index stay here.")
+        self.key_env = QLineEdit(settings.llm_api_key_env)
+        self.key_env.setObjectName("modelServerKeyVariable")
+        self.key_env.setAccessibleName("Environment variable holding the server's API key")
+        self.key_env.setPlaceholderText("e.g. ENCLAVE_MODEL_KEY (the key itself is never stored)")
+        self.ocr = QCheckBox("Read scanned pages and images (OCR)")
+        self.ocr.setObjectName("ocrChoice")
+        self.ocr.setAccessibleName("Read scanned pages and images with OCR")
+        self.ocr.setToolTip("Pages without a text layer and PNG, JPEG and TIFF files are read on this machine. "
+                            "The bundled models read Latin scripts and Chinese.")
+        self.ocr.setChecked(settings.ocr)
+        self.ocr.toggled.connect(self._on_changed)
+
         folder = QLineEdit(str(data_dir))
         folder.setReadOnly(True)
         folder.setAccessibleName("Data folder")
@@ -82,6 +101,9 @@ class SettingsDialog(QDialog):
         form.addRow("Top-k", self.top_k)
         form.addRow("Chunk size", self.chunk)
         form.addRow("Embedding model", embedder_row)
+        form.addRow("Model server", self.endpoint)
+        form.addRow("API key variable", self.key_env)
+        form.addRow("Scanned pages", self.ocr)
         form.addRow("Data folder", folder)
 
         self.message = QLabel()
@@ -94,6 +116,8 @@ class SettingsDialog(QDialog):
             field.currentIndexChanged.connect(self._on_changed)
         for field in (self.context, self.gpu_layers, self.top_k, self.chunk, self.temperature):
             field.valueChanged.connect(self._on_changed)
+        for field in (self.endpoint, self.key_env):
+            field.textChanged.connect(self._on_changed)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.message)
@@ -119,6 +143,9 @@ class SettingsDialog(QDialog):
             chunk_tokens=self.chunk.value(),
             chunk_overlap=min(self._original.chunk_overlap, max(self.chunk.value() // 2 - 1, 0)),
             embedding_model=self.embedder.currentData() or "",
+            llm_endpoint=self.endpoint.text().strip(),
+            llm_api_key_env=self.key_env.text().strip(),
+            ocr=self.ocr.isChecked(),
         )
 
     def result_settings(self) -> Settings | None:

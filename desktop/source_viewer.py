@@ -1,21 +1,25 @@
-"""The source viewer: the cited PDF page with the supporting passage highlighted, or the text
-of any other document scrolled to the passage, and a button to open the file outside."""
+"""The source viewer: the cited PDF page with the supporting passage highlighted, a scanned
+page or an image with the passage's words boxed on the picture, or the text of any other
+document scrolled to the passage, and a button to open the file outside."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, Qt, QTimer, QUrl, Slot
-from PySide6.QtGui import QColor, QDesktopServices, QTextCharFormat, QTextCursor
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtGui import QColor, QDesktopServices, QImage, QImageReader, QPainter, QPen, QPixmap, QTextCharFormat, QTextCursor
 from PySide6.QtPdf import QPdfDocument, QPdfSearchModel
 from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QPushButton, QStackedWidget, QTextBrowser, QTextEdit, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QPushButton, QScrollArea, QStackedWidget, QTextBrowser, QTextEdit, QVBoxLayout, QWidget,
 )
 
+from rag.loaders.registry import view_for
+
 HIGHLIGHT = QColor(255, 213, 79)  # amber: readable on light and dark backgrounds
-_EMPTY, _PDF, _TEXT = range(3)
+_EMPTY, _PDF, _TEXT, _IMAGE = range(4)
+PAGE_IMAGE_WIDTH = 1100  # pixels a scanned page is drawn at; the view scrolls
 
 
 def _words(text: str) -> set[str]:
@@ -50,6 +54,7 @@ class SourceViewerWidget(QWidget):
         self.setObjectName("sourceViewer")
         self.setAccessibleName("Source viewer")
         self.source: dict | None = None
+        self.requested: dict | None = None  # the source last asked for: a late answer for another is dropped
         self.highlighted_text = ""  # what is highlighted now (for tests and the title)
 
         self.title = QLabel("Click a citation to see where the answer comes from.")
@@ -77,12 +82,24 @@ class SourceViewerWidget(QWidget):
         self.text_view.setAccessibleName("Cited document text")
         self.text_view.setAcceptDrops(False)
 
+        self.image_label = QLabel()
+        self.image_label.setObjectName("sourcePageImage")
+        self.image_label.setAccessibleName("Cited page image")
+        self.image_view = QScrollArea()
+        self.image_view.setObjectName("sourceImageView")
+        self.image_view.setWidget(self.image_label)
+        self.image_view.setAlignment(Qt.AlignHCenter)
+        self.page_image = QImage()  # the page as drawn, boxes included (for tests and screenshots)
+        self.highlighted_boxes: list[QRectF] = []  # in page_image's pixels
+        self._image_page: int | None = None
+
         empty = QLabel("No source selected.")
         empty.setAlignment(Qt.AlignCenter)
         self.stack = QStackedWidget()
         self.stack.addWidget(empty)
         self.stack.addWidget(self.pdf_view)
         self.stack.addWidget(self.text_view)
+        self.stack.addWidget(self.image_view)
 
         header = QHBoxLayout()
         header.addWidget(self.title, 1)
@@ -98,11 +115,94 @@ class SourceViewerWidget(QWidget):
         return self.pdf_view.pageNavigator()
 
     def current_page(self) -> int | None:
-        """0-based page shown in the PDF view; None when a text source (or nothing) is shown."""
+        """0-based page shown (PDF view or page image); None when a text source (or nothing) is shown."""
+        if self.stack.currentIndex() == _IMAGE:
+            return self._image_page
         return self.pdf_view.pageNavigator().currentPage() if self.stack.currentIndex() == _PDF else None
 
     def is_pdf(self, source: dict) -> bool:
-        return Path(source["path"]).suffix.lower() == ".pdf"
+        return view_for(source["path"]) == "pdf"
+
+    def may_be_scanned(self, source: dict) -> bool:
+        """A PDF page or an image: OCR may have read it, and then it is shown as a picture."""
+        return view_for(source["path"]) in ("pdf", "image")
+
+    def show_source_page(self, source: dict, found: dict | None) -> None:
+        """A source that may have been read by OCR, once its words are known (`found` is
+        Engine.page_words()): a scanned page or an image is shown as a picture. A PDF page with
+        a text layer stays as show_pdf() put it; a later click wins over this late answer."""
+        if source is not self.requested:
+            return
+        if found is not None:
+            self.show_scanned(source, found)
+        elif not self.is_pdf(source):
+            self.show_scanned(source, {"page": source.get("page") or 1, "words": []})
+
+    # --- scanned pages and images ----------------------------------------------------------
+
+    def show_scanned(self, source: dict, found: dict) -> None:
+        """The page as a picture, with the words of the supporting passage boxed on it."""
+        self.source = source
+        page = max(int(found.get("page") or 1) - 1, 0)
+        image = self._page_picture(source["path"], page)
+        start, end = self._ocr_span(source)
+        boxes = [w[2:] for w in found.get("words", []) if w[0] < end and w[1] > start]
+        painted = image.convertToFormat(QImage.Format_ARGB32)
+        self.highlighted_boxes = []
+        if boxes and not painted.isNull():
+            painter = QPainter(painted)
+            fill = QColor(HIGHLIGHT)
+            fill.setAlpha(110)
+            painter.setPen(QPen(QColor(HIGHLIGHT).darker(130), 2))
+            for x0, y0, x1, y1 in boxes:
+                rect = QRectF(x0 * painted.width(), y0 * painted.height(),
+                              (x1 - x0) * painted.width(), (y1 - y0) * painted.height()).adjusted(-2, -2, 2, 2)
+                painter.fillRect(rect, fill)
+                painter.drawRect(rect)
+                self.highlighted_boxes.append(rect)
+            painter.end()
+        chunk = source.get("text", "")
+        offset = source.get("char_start", 0)
+        self.highlighted_text = chunk[max(start - offset, 0):max(end - offset, 0)] if boxes else ""
+        self.page_image = painted
+        self.image_label.setPixmap(QPixmap.fromImage(painted))
+        self.image_label.resize(painted.size())
+        self._image_page = page
+        self.stack.setCurrentIndex(_IMAGE)
+        if self.highlighted_boxes:
+            first = self.highlighted_boxes[0]
+            self.image_view.ensureVisible(int(first.center().x()), int(first.center().y()), 50, 120)
+        self._set_title(source)
+
+    @staticmethod
+    def _ocr_span(source: dict) -> tuple[int, int]:
+        """Where the passage lies in the document's text: the supporting sentence of an
+        answer, else the whole chunk."""
+        start = source.get("char_start", 0)
+        support = source.get("support") or {}
+        if support.get("text") and support.get("start") is not None:
+            return start + support["start"], start + support["end"]
+        return start, start + len(source.get("text", ""))
+
+    def _page_picture(self, path: str, page: int) -> QImage:
+        if view_for(path) == "pdf":
+            if self.document.status() != QPdfDocument.Status.Ready or self._loaded != path:
+                self.document.close()
+                self.document.load(path)
+                self._loaded = path
+            size = self.document.pagePointSize(page)
+            if size.width() <= 0:
+                return QImage()
+            scale = PAGE_IMAGE_WIDTH / size.width()
+            return self.document.render(page, QSize(PAGE_IMAGE_WIDTH, round(size.height() * scale)))
+        reader = QImageReader(path)
+        reader.setAutoTransform(True)  # EXIF orientation, as OCR read it
+        if page:
+            reader.jumpToImage(page)
+        image = reader.read()
+        if not image.isNull() and image.width() > PAGE_IMAGE_WIDTH:
+            image = image.scaledToWidth(PAGE_IMAGE_WIDTH, Qt.SmoothTransformation)
+        return image
 
     # --- showing ---------------------------------------------------------------------------
 
@@ -186,17 +286,22 @@ class SourceViewerWidget(QWidget):
         if "char_start" in source and support.get("start") is not None:
             start = source["char_start"] + support["start"]
             end = source["char_start"] + support["end"]
-            if 0 <= start < end <= len(text):
+            # A table's chunk starts with its repeated header row, which is not at that place
+            # in the document: offsets hold only where the text agrees.
+            if 0 <= start < end <= len(text) and text[start:end] == support.get("text", text[start:end]):
                 return start, end
         for needle in (support.get("text"), chunk):
             if needle:
-                at = text.find(needle)
+                at = text.find(needle, source.get("char_start", 0))
+                if at < 0:
+                    at = text.find(needle)
                 if at >= 0:
                     return at, at + len(needle)
         return None, None
 
     def _set_title(self, source: dict) -> None:
         page = f" — page {source['page']}" if source.get("page") else ""
+        page += f" — {source['unit']}" if source.get("unit") else ""
         self.title.setText(f"[{source.get('n', '?')}] {Path(source['path']).name}{page}")
         self.title.setToolTip(source["path"])
         self.open_button.setEnabled(True)

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QLabel, QStatusBar
 from .theme import app_icon
 
 PRIVACY = "Offline: nothing leaves this machine"
+PRIVACY_TIP = "Enclave makes no network connections: documents, questions and answers stay here."
 
 
 class StatusBarWidget(QStatusBar):
@@ -25,7 +26,7 @@ class StatusBarWidget(QStatusBar):
         self.privacy_icon.setPixmap(app_icon().pixmap(16, 16))
         self.privacy = QLabel(PRIVACY)
         self.privacy.setObjectName("statusPrivacy")
-        self.privacy.setToolTip("Enclave makes no network connections: documents, questions and answers stay here.")
+        self.privacy.setToolTip(PRIVACY_TIP)
         self.addWidget(self.model)
         self.addWidget(self.device)
         self.addWidget(self.counts)
@@ -38,10 +39,23 @@ class StatusBarWidget(QStatusBar):
             self.model.setToolTip(problem)
             self.device.setText("")
             return
+        where = info.get("where") or "this machine"
+        if info.get("endpoint"):  # a team's model server
+            name = Path(info.get("model") or "").stem or "server model"
+            self.model.setText(f"Model: {name} on {where}")
+            self.model.setToolTip(info["endpoint"])
+            self.device.setText("")
+            self.privacy.setText(f"Answers generated on {where}, the only address Enclave contacts")
+            self.privacy.setToolTip(
+                f"Questions, the passages found for them and recent turns go to {where}; "
+                "documents and the index stay on this machine.")
+            return
         path = Path(info["path"])
         self.model.setText(f"Model: {path.stem}")
         self.model.setToolTip(str(path))
         self.device.setText("GPU" if info.get("gpu_layers") else "CPU")
+        self.privacy.setText(PRIVACY)
+        self.privacy.setToolTip(PRIVACY_TIP)
 
     def set_stats(self, stats: dict) -> None:
         self.counts.setText(f"{stats.get('documents', 0)} documents · {stats.get('chunks', 0)} chunks")

@@ -1,14 +1,22 @@
 """The one worker shape: a single owner thread for the engine, talking back only by signals.
 
-`EngineWorker` lives on its own `QThread`, builds the `Engine` there, and is the only code
-that touches it (llama.cpp contexts and the SQLite catalog have one owner). Widgets submit
-jobs: a callable taking the engine, returning a value or a generator. Generators are
-advanced one step per turn of the worker's event loop, so
+`EngineWorker` lives on its own `QThread` and is the only code that drives the engine. Where
+the engine itself lives is the backend's business:
+
+- `ProcessEngine` (the default): in a process of its own (engine_host.py), so importing and
+  running torch, transformers and Chroma never holds the window's Python lock, and a native
+  crash there costs a restart, not the window;
+- `ThreadEngine`: on the worker thread itself (tests with fake engines, embedding Enclave).
+
+Widgets submit jobs: a callable taking (engine, job), returning a value or a generator; for
+`ProcessEngine` it must pickle (desktop/jobs.py makes them so). Generators are advanced one
+step per turn of the worker's event loop, so
 
 - an interactive job (an answer, a document listing) is stepped before a background job
   (indexing): a question about documents already indexed is answered between two files;
 - a paused background job is simply not stepped until it is resumed;
-- cancellation sets a thread-safe flag that the job's `should_stop` reads between steps.
+- cancellation sets a thread-safe flag that the job's `should_stop` reads between steps (and,
+  for a process, inside a step: the flag crosses over at once).
 
 Signals carry a job id: `started(job)`, `progress(job, obj)` for each value a generator
 yields but the last, `result(job, obj)` for the return value or a generator's last value,
@@ -24,10 +32,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot, Qt
-
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,153 @@ def _message_for(error: BaseException) -> str:
     return GENERIC_FAILURE
 
 
+class EngineCrashed(Exception):
+    """The engine's process died; its message is written for the user."""
+
+
+class ThreadEngine:
+    """The engine on the worker thread, built by `factory()`."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+        self.engine: Any = None
+
+    def build(self, before: Callable[[], Any] | None = None) -> None:
+        if before is not None:
+            before()
+        self.engine = self._factory()
+
+    def _rebuild(self) -> Any:
+        if self.engine is not None:
+            self.engine.close()
+        self.engine = None
+        self.engine = self._factory()
+        return self.engine
+
+    def start(self, job: "Job") -> tuple[str, Any]:
+        job.rebuild_engine = self._rebuild
+        value = job.fn(self.engine, job)
+        if inspect.isgenerator(value) or isinstance(value, Iterator):
+            job.gen = value
+            return "generator", None
+        return "value", value
+
+    def step(self, job: "Job") -> tuple[str, Any]:
+        try:
+            return "yield", next(job.gen)
+        except StopIteration:
+            return "return", None
+
+    def close_job(self, job: "Job") -> None:
+        job.gen.close()
+
+    def cancel(self, job: "Job") -> None:
+        pass  # the job reads its own flag, in this process
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        self.engine = None
+
+
+_REMOTE = object()  # job.gen for a generator that lives in the engine's process
+
+
+class ProcessEngine:
+    """The engine in a process of its own (desktop/engine_host.py), one request at a time.
+
+    Only the worker thread sends requests and reads replies; `cancel` may come from the UI
+    thread, so every send holds a lock.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.child: Any = None
+        self._send_lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self.child.pid if self.child is not None else None
+
+    def build(self, before: Callable[[], Any] | None = None) -> None:
+        from rag.children import Child
+        from rag.errors import EnclaveError
+        from rag.health import DataFolderDamaged
+
+        if self.child is None:
+            self.child = Child("desktop.engine_host", str(self.folder), echo=True)
+        reply = self._request(("build", before))
+        if reply[0] == "damaged":
+            raise DataFolderDamaged(reply[1])
+        if reply[0] == "failed":
+            raise EnclaveError(reply[1]) if reply[2] else RuntimeError("the engine could not be built")
+
+    def start(self, job: "Job") -> tuple[str, Any]:
+        reply = self._request(("start", job.id, job.fn))
+        if reply[0] == "generator":
+            job.gen = _REMOTE
+            return "generator", None
+        return "value", reply[1]
+
+    def step(self, job: "Job") -> tuple[str, Any]:
+        reply = self._request(("next", job.id))
+        return ("yield", reply[1]) if reply[0] == "yield" else ("return", None)
+
+    def close_job(self, job: "Job") -> None:
+        if self.child is not None:
+            self._request(("close", job.id))
+
+    def cancel(self, job: "Job") -> None:
+        try:
+            self._send(("cancel", job.id))
+        except (OSError, EngineCrashed):
+            pass  # a dead engine runs nothing to cancel
+
+    def close(self) -> None:
+        child, self.child = self.child, None
+        if child is None:
+            return
+        try:
+            with self._send_lock:
+                child.conn.send(("shutdown",))
+            if child.conn.poll(30):
+                child.conn.recv()
+        except (OSError, EOFError):
+            pass
+        child.end()
+
+    def _send(self, message: tuple) -> None:
+        if self.child is None:
+            raise EngineCrashed("The engine is not running.")
+        with self._send_lock:
+            self.child.conn.send(message)
+
+    def _request(self, message: tuple) -> tuple:
+        from rag.errors import EnclaveError
+
+        child = self.child
+        try:
+            self._send(message)
+            reply = child.conn.recv()
+        except (EOFError, OSError):
+            raise self._crashed(child) from None
+        if reply[0] == "error":
+            raise EnclaveError(reply[1]) if reply[2] else RuntimeError("a job failed in the engine's process")
+        return reply
+
+    def _crashed(self, child: Any) -> EngineCrashed:
+        from rag.children import describe_exit, signal_name
+
+        code = child.exit_status()
+        name = signal_name(code)
+        log.error("the engine process (pid %s) stopped: %s%s; its last output:\n%s", child.pid,
+                  describe_exit(code), f" ({name})" if name else "", child.stderr_tail() or "(nothing)")
+        child.end()
+        self.child = None
+        return EngineCrashed(f"Enclave's engine stopped unexpectedly ({describe_exit(code)}). Enclave "
+                             "restarted it; what was running has stopped, try it again.")
+
+
 class EngineWorker(QObject):
     started = Signal(int)
     progress = Signal(int, object)
@@ -77,10 +232,11 @@ class EngineWorker(QObject):
     _restart_requested = Signal(object)
     _shutdown_requested = Signal()
 
-    def __init__(self, engine_factory: Callable[[], Any]):
+    def __init__(self, backend: "ThreadEngine | ProcessEngine | Callable[[], Any]"):
+        """`backend`: where the engine lives; a plain callable builds it on this worker's thread."""
         super().__init__()
-        self._factory = engine_factory
-        self._engine: Any = None
+        self.backend = backend if hasattr(backend, "build") else ThreadEngine(backend)
+        self._built = False
         self._lock = threading.Lock()
         self._incoming: deque[Job] = deque()
         self._interactive: deque[Job] = deque()
@@ -116,6 +272,8 @@ class EngineWorker(QObject):
     def cancel(self, job: Job) -> None:
         job.stop_flag.set()
         job.pause_flag.clear()
+        if job.started and job.gen is not None:
+            self.backend.cancel(job)  # seen inside the step in progress, too
         self._queued.emit()  # wake a paused job so it can see the flag
 
     def pause(self, job: Job) -> None:
@@ -153,30 +311,27 @@ class EngineWorker(QObject):
 
     @Slot(object)
     def _on_restart_requested(self, before: Callable[[], Any]) -> None:
-        try:
-            before()
-        except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
-            self._engine_failed(exc, "the repair failed")
-            return
-        self._build()
+        self._build(before)
 
-    def _build(self) -> None:
+    def _build(self, before: Callable[[], Any] | None = None) -> None:
         from rag.health import DataFolderDamaged
 
+        self._built = False
         try:
-            self._engine = self._factory()
+            self.backend.build(before)
         except DataFolderDamaged as exc:
             self.data_damaged.emit(dict(exc.problems))
             return
         except BaseException as exc:  # noqa: BLE001 - reported, never swallowed
-            self._engine_failed(exc, "the engine could not be built")
+            self._engine_failed(exc, "the repair failed" if before is not None else "the engine could not be built")
             return
+        self._built = True
         self._on_queued()
 
     def _engine_failed(self, exc: BaseException, what: str) -> None:
         if not _is_expected(exc):
             log.exception(what)
-        self.engine_failed.emit(_message_for(exc))
+        self.engine_failed.emit(str(exc) if isinstance(exc, EngineCrashed) else _message_for(exc))
 
     @Slot()
     def _on_queued(self) -> None:
@@ -184,7 +339,7 @@ class EngineWorker(QObject):
             while self._incoming:
                 job = self._incoming.popleft()
                 (self._background if job.background else self._interactive).append(job)
-        if self._engine is not None and self._timer is not None and self._runnable() is not None:
+        if self._built and self._timer is not None and self._runnable() is not None:
             self._timer.start()
 
     def _runnable(self) -> Job | None:
@@ -208,36 +363,40 @@ class EngineWorker(QObject):
             if not job.started:
                 job.started = True
                 self.started.emit(job.id)
-                job.rebuild_engine = self._rebuild_engine
-                value = job.fn(self._engine, job)
-                if inspect.isgenerator(value) or isinstance(value, Iterator):
-                    job.gen = value
+                kind, value = self.backend.start(job)
+                if kind == "generator":
                     return
                 self.result.emit(job.id, value)
                 self._done(job)
                 return
-            try:
-                value = next(job.gen)
-            except StopIteration:
+            kind, value = self.backend.step(job)
+            if kind == "return":
                 if job.has_last:
                     self.result.emit(job.id, job.last)
+                job.gen = None  # finished: nothing to close
                 self._done(job)
                 return
             if job.has_last:
                 self.progress.emit(job.id, job.last)
             job.last, job.has_last = value, True
+        except EngineCrashed as exc:
+            self._on_engine_crashed(job, str(exc))
         except BaseException as exc:  # noqa: BLE001 - every failure reaches the user
             if not _is_expected(exc):
                 log.exception("job %s (%s) failed", job.id, job.name)
+            job.gen = None  # a generator that raised is finished
             self.failed.emit(job.id, _message_for(exc))
             self._done(job)
 
-    def _rebuild_engine(self) -> Any:
-        if self._engine is not None:
-            self._engine.close()
-        self._engine = None
-        self._engine = self._factory()
-        return self._engine
+    def _on_engine_crashed(self, job: Job, message: str) -> None:
+        """The engine's process died: this job and every job it had begun end with the
+        message; jobs not begun yet run on the new engine."""
+        for other in [job] + [j for j in list(self._interactive) + list(self._background)
+                              if j is not job and j.started]:
+            other.gen = None
+            self.failed.emit(other.id, message)
+            self._done(other)
+        self._build()
 
     def _done(self, job: Job) -> None:
         for queue in (self._interactive, self._background):
@@ -245,9 +404,12 @@ class EngineWorker(QObject):
                 queue.remove(job)
         if job.gen is not None:
             try:
-                job.gen.close()
+                self.backend.close_job(job)
+            except EngineCrashed:
+                pass
             except Exception:  # noqa: BLE001
                 log.exception("closing job %s", job.id)
+            job.gen = None
         self.finished.emit(job.id)
 
     @Slot()
@@ -259,17 +421,17 @@ class EngineWorker(QObject):
         for job in list(self._interactive) + list(self._background):
             if job.gen is not None:
                 try:
-                    job.gen.close()  # generators see GeneratorExit and clean up (stream.close())
+                    self.backend.close_job(job)  # generators see GeneratorExit and clean up
                 except Exception:  # noqa: BLE001
                     log.exception("closing job %s", job.id)
+                job.gen = None
         self._interactive.clear()
         self._background.clear()
-        if self._engine is not None:
-            try:
-                self._engine.close()
-            except Exception:  # noqa: BLE001
-                log.exception("closing the engine")
-            self._engine = None
+        try:
+            self.backend.close()
+        except Exception:  # noqa: BLE001
+            log.exception("closing the engine")
+        self._built = False
         self._timer = None
         self.moveToThread(self._main_thread())  # so the UI thread can delete it later
 

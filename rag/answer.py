@@ -196,6 +196,7 @@ class Answerer:
             tokens_per_s=round((tokens - 1) / (end - first), 1) if first and tokens > 1 and end > first else None,
         )
         timings["prompt_tokens"] = prompt.prompt_tokens
+        timings["prompt_ms"] = round((gen_start - started) * 1000, 1)  # until the model got the prompt
         timings["generate_ms"] = round((end - gen_start) * 1000, 1)
         refused = model_refused(text)
         cited = cited_numbers(text, len(prompt.sources))
@@ -242,6 +243,7 @@ def _source(n: int, hit: Hit, answer: str | None, cited: bool, labels: list[str]
         "n": n,
         "path": hit.path,
         "page": hit.page,
+        "unit": hit.unit,  # the citation unit when it is not a page: "slide 3", "sheet 'Q3', rows 2–40"
         "page_end": hit.page_end,
         "char_start": hit.char_start,  # where the chunk starts in Engine.document_text(path)
         "chunk_id": hit.chunk_id,

@@ -9,6 +9,7 @@ transaction that drops the chunks, so an interrupted run can finish them on the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import time
@@ -87,6 +88,17 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (store_name, chunk_id)
     );
     """,
+    # 3: a chunk names its citation unit where that is not a page ("slide 3", "sheet 'Q3',
+    # rows 2–40"); pages read by OCR keep each word's box, to highlight it on the page image.
+    """
+    ALTER TABLE chunks ADD COLUMN unit TEXT;
+    CREATE TABLE page_words (
+        document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+        page        INTEGER NOT NULL,
+        words       TEXT NOT NULL,
+        PRIMARY KEY (document_id, page)
+    );
+    """,
 ]
 
 
@@ -125,6 +137,7 @@ class ChunkRow:
     page_end: int | None
     char_start: int
     char_end: int
+    unit: str | None = None
 
 
 def store_name_for(collection: str) -> str:
@@ -265,10 +278,11 @@ class Catalog:
         self.db.execute("DELETE FROM chunks WHERE document_id = ?", (doc_id,))
         self.db.executemany(
             """INSERT INTO chunks(id, document_id, idx, text, page_start, page_end,
-                                  char_start, char_end, tokens)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                                  char_start, char_end, tokens, unit)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
             [
-                (c.id, doc_id, c.index, c.text, c.page_start, c.page_end, c.char_start, c.char_end, c.tokens)
+                (c.id, doc_id, c.index, c.text, c.page_start, c.page_end, c.char_start, c.char_end, c.tokens,
+                 c.unit)
                 for c in chunks
             ],
         )
@@ -276,6 +290,24 @@ class Catalog:
         stale = sorted(old - new_ids)
         self.journal_deletes(store_name, stale)
         return stale
+
+    def replace_page_words(self, doc_id: int, pages: dict[int, list]) -> None:
+        """Swap the word boxes of a document's pages read by OCR: page -> [[start, end,
+        x0, y0, x1, y1], ...], offsets into the document's text, boxes in page fractions."""
+        self.db.execute("DELETE FROM page_words WHERE document_id = ?", (doc_id,))
+        self.db.executemany(
+            "INSERT INTO page_words(document_id, page, words) VALUES (?, ?, ?)",
+            [(doc_id, page, json.dumps(words, separators=(",", ":"))) for page, words in pages.items()],
+        )
+
+    def page_words(self, chunk_id: str) -> tuple[int, list] | None:
+        """The page of a chunk and the boxes of the words OCR read on it, if it was read so."""
+        row = self.db.execute(
+            """SELECT w.page, w.words FROM chunks c JOIN page_words w
+               ON w.document_id = c.document_id AND w.page = c.page_start WHERE c.id = ?""",
+            (chunk_id,),
+        ).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
 
     def delete_document(self, doc_id: int, store_name: str) -> list[str]:
         ids = self.chunk_ids(doc_id)
@@ -345,7 +377,7 @@ class Catalog:
             marks = ",".join("?" * len(part))
             rows = self.db.execute(
                 f"""SELECT c.id, d.path, d.collection, c.text, c.page_start, c.page_end,
-                           c.char_start, c.char_end
+                           c.char_start, c.char_end, c.unit
                     FROM chunks c JOIN documents d ON d.id = c.document_id
                     WHERE c.id IN ({marks}) AND d.state = 'indexed'""",
                 part,

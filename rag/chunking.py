@@ -3,8 +3,10 @@
 Text is cut into units (paragraphs; sentences when a paragraph is too long; token windows
 when a sentence is), and units are packed greedily into chunks of at most `max_tokens` word
 pieces. Consecutive chunks share trailing units of up to `overlap` tokens. Chunks never cross
-a page boundary, so a citation's page is exact. Every chunk is re-counted at the end and
-split again if joining units changed its length: nothing is silently truncated.
+a unit's boundary (page, slide, sheet, chapter, mail), so a citation's page or unit is exact.
+A table's rows are packed whole, and each chunk of them starts with the table's header row.
+Every chunk is re-counted at the end and split again if joining units changed its length:
+nothing is silently truncated.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class _Unit:
     end: int
     tokens: int
     page: int | None
+    part: int = 0  # which of the document's units (page, slide, sheet…) it belongs to
 
 
 def document_text(pages: Sequence[PageText]) -> tuple[str, list[int]]:
@@ -121,13 +124,60 @@ class Chunker:
 
     def chunk(self, pages: Sequence[PageText], id_prefix: str) -> list[Chunk]:
         text, starts = document_text(pages)
-        units: list[_Unit] = []
-        for page, start in zip(pages, starts):
-            units.extend(self._units(text, start, start + len(page.text), page.number))
         chunks: list[Chunk] = []
-        for first, last in self._pack(units):
-            self._emit(text, units[first : last + 1], chunks, id_prefix)
+        for part, (page, start) in enumerate(zip(pages, starts)):
+            if page.rows is not None:
+                self._chunk_rows(text, start, page, chunks, id_prefix)
+                continue
+            units = self._units(text, start, start + len(page.text), page.number)
+            for unit in units:
+                unit.part = part
+            for first, last in self._pack(units):
+                self._emit(text, units[first : last + 1], chunks, id_prefix, page.label)
         return chunks
+
+    # Tables: whole rows per chunk, the header row repeated at the top of each.
+    def _chunk_rows(self, text: str, start: int, page: PageText, chunks: list[Chunk], prefix: str) -> None:
+        spans, pos = [], start
+        for line in page.text.split("\n"):
+            spans.append((pos, pos + len(line)))
+            pos += len(line) + 1
+        rows = list(page.rows) + [page.rows[-1] if page.rows else 1] * (len(spans) - len(page.rows))
+        counts = self.tokenizer.count([text[a:b] for a, b in spans])
+        header = page.header
+        header_text = text[spans[header][0]:spans[header][1]] if header is not None else ""
+        header_tokens = counts[header] + 1 if header is not None else 0
+        i = 0
+        while i < len(spans):
+            # Lines up to the header row (titles, then the header) need no repeated header.
+            repeat = header is not None and i > header
+            budget = self.max_tokens - (header_tokens if repeat else 0)
+            j, total = i, counts[i]
+            while j + 1 < len(spans) and total + counts[j + 1] + 1 <= budget:
+                j += 1
+                total += counts[j] + 1
+            self._emit_rows(text, spans[i:j + 1], rows[i:j + 1], header_text if repeat else "", page, chunks, prefix)
+            i = j + 1
+
+    def _emit_rows(self, text, spans, rows, header, page, chunks, prefix) -> None:
+        a, b = spans[0][0], spans[-1][1]
+        body = (header + "\n" if header else "") + text[a:b]
+        tokens = self.tokenizer.count([body])[0]
+        if tokens > self.max_tokens and len(spans) > 1:
+            half = len(spans) // 2  # joining changed the count: split rather than truncate
+            self._emit_rows(text, spans[:half], rows[:half], header, page, chunks, prefix)
+            self._emit_rows(text, spans[half:], rows[half:], header, page, chunks, prefix)
+            return
+        first, last = min(rows), max(rows)
+        where = f"row {first}" if first == last else f"rows {first}–{last}"
+        unit = f"{page.label}, {where}" if page.label else where
+        if tokens > self.max_tokens:  # one row longer than a chunk: windows of it, no header
+            for window in self._windows(text, a, b, page.number, self.max_tokens - 8):
+                self._emit(text, [window], chunks, prefix, unit)
+            return
+        index = len(chunks)
+        chunks.append(Chunk(id=f"{prefix}-{index:05d}", index=index, text=body, page_start=page.number,
+                            page_end=page.number, char_start=a, char_end=b, tokens=tokens, unit=unit))
 
     # Units: paragraphs, refined into sentences and token windows only where too long.
     def _units(self, text: str, start: int, end: int, page: int | None) -> list[_Unit]:
@@ -164,7 +214,7 @@ class Chunker:
             total, j = units[i].tokens, i
             while (
                 j + 1 < len(units)
-                and units[j + 1].page == units[i].page
+                and units[j + 1].part == units[i].part
                 and total + units[j + 1].tokens <= self.max_tokens
             ):
                 j += 1
@@ -175,26 +225,26 @@ class Chunker:
             # Start the next chunk with trailing units worth at most `overlap` tokens,
             # but always move forward, and never carry overlap across a page break.
             nxt, carried = j + 1, 0
-            if units[j + 1].page == units[j].page:
+            if units[j + 1].part == units[j].part:
                 while nxt - 1 > i and carried + units[nxt - 1].tokens <= self.overlap:
                     nxt -= 1
                     carried += units[nxt].tokens
             i = nxt
         return spans
 
-    def _emit(self, text: str, units: list[_Unit], chunks: list[Chunk], prefix: str) -> None:
+    def _emit(self, text: str, units: list[_Unit], chunks: list[Chunk], prefix: str, label: str | None = None) -> None:
         start, end = units[0].start, units[-1].end
         body = text[start:end]
         tokens = self.tokenizer.count([body])[0]
         if tokens > self.max_tokens and len(units) > 1:
             half = len(units) // 2  # joining changed the count: split rather than truncate
-            self._emit(text, units[:half], chunks, prefix)
-            self._emit(text, units[half:], chunks, prefix)
+            self._emit(text, units[:half], chunks, prefix, label)
+            self._emit(text, units[half:], chunks, prefix, label)
             return
         if tokens > self.max_tokens:
             # Re-tokenizing a cut can add a piece or two: cut with a margin.
             for window in self._windows(text, start, end, units[0].page, self.max_tokens - 8):
-                self._emit(text, [window], chunks, prefix)  # one unit, recounted exactly
+                self._emit(text, [window], chunks, prefix, label)  # one unit, recounted exactly
             return
         index = len(chunks)
         chunks.append(
@@ -207,5 +257,6 @@ class Chunker:
                 char_start=start,
                 char_end=end,
                 tokens=tokens,
+                unit=label,
             )
         )

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -188,7 +189,7 @@ def cmd_search(args) -> int:
     data = [h.to_json() for h in hits]
     lines = []
     for n, h in enumerate(hits, 1):
-        page = f" p.{h.page}" if h.page else ""
+        page = (f" p.{h.page}" if h.page else "") + (f" ({h.unit})" if h.unit else "")
         snippet = " ".join(h.text.split())[:160]
         lines.append(f"[{n}] {h.path}{page}  ({h.score:.4f})\n    {snippet}")
     _emit(args, data, "\n".join(lines) or "no results")
@@ -222,6 +223,7 @@ def _answer(engine, question, args, history=()):
 
     stop = {"now": False}
     result = None
+    age, asked = _process_age_s(), time.perf_counter()
     events = engine.ask(question, args.collection, args.k, history, should_stop=lambda: stop["now"])
     try:
         for event in events:
@@ -240,12 +242,27 @@ def _answer(engine, question, args, history=()):
                 result = event
         if not args.json:
             sys.stdout.write(" [stopped]")
+    if result is not None and age is not None and result.timings.get("prompt_ms") is not None:
+        # From this process's start until the model was handed the prompt (a cold start's cost).
+        waited = time.perf_counter() - asked - (result.timings["total_ms"] - result.timings["prompt_ms"]) / 1000
+        result.timings["process_to_prompt_ms"] = round((age + waited) * 1000, 1)
     return result
 
 
 def _place(source: dict) -> str:
     name = Path(source["path"]).name
-    return f"{name}, page {source['page']}" if source.get("page") else name
+    where = f"{name}, page {source['page']}" if source.get("page") else name
+    return f"{where}, {source['unit']}" if source.get("unit") else where
+
+
+def _process_age_s() -> float | None:
+    """Seconds since this process started (Linux; None elsewhere)."""
+    try:
+        with open("/proc/self/stat") as handle:
+            start_ticks = int(handle.read().rsplit(")", 1)[1].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _print_sources(answer) -> None:
@@ -261,7 +278,7 @@ def _print_sources(answer) -> None:
     if answer.uncited and not answer.refused:
         print("(the answer cites no source; these are the sources it was given)")
     for s in answer.sources:
-        page = f", page {s['page']}" if s["page"] else ""
+        page = (f", page {s['page']}" if s["page"] else "") + (f", {s['unit']}" if s.get("unit") else "")
         print(f"[{s['n']}] {s['path']}{page} ({s.get('relevance', '?')} match)")
         if s.get("support"):
             print(f"    \u201c{' '.join(s['support']['text'].split())[:200]}\u201d")

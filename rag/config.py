@@ -70,6 +70,9 @@ class Settings:
     parse_timeout_s: float = 60.0
     parse_memory_mb: int = 1024
     parse_workers: int = 0  # 0: one per CPU core
+    # Scanned PDF pages and images are read by OCR, each page with its own time allowance.
+    ocr: bool = True
+    ocr_page_timeout_s: float = 120.0
     # Refuse without calling the model when the evidence model's probability that the
     # documents answer is below this (rag/evidence.py); the prompt carries the sentences
     # that bear on the question instead of whole chunks unless prompt_excerpts is off.
@@ -101,6 +104,8 @@ class Settings:
             problems.append("parse_timeout_s must be between 1 and 3600 seconds")
         if not 128 <= self.parse_memory_mb <= 65536:
             problems.append("parse_memory_mb must be between 128 and 65536")
+        if not 5.0 <= self.ocr_page_timeout_s <= 3600.0:
+            problems.append("ocr_page_timeout_s must be between 5 and 3600 seconds")
         if not 0 <= self.parse_workers <= 64:
             problems.append("parse_workers must be between 0 (one per core) and 64")
         if not 0.0 <= self.answer_min_probability <= 1.0:

@@ -9,12 +9,18 @@ from typing import Protocol
 
 import numpy as np
 
+from . import query_encoder
 from .errors import ModelInvalid, ModelNotFound
+from .query_encoder import BertQueryEncoder
 
 # The models must never be fetched from a hub: everything loads from a local folder.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Up to this many texts are embedded without loading torch while the full model is not loaded
+# (a question, or a few sentences of evidence): see rag/query_encoder.py.
+FEW_TEXTS = 8
 
 
 class Embedder(Protocol):
@@ -47,6 +53,13 @@ class SentenceEmbedder:
         self.device = device
         self._model = None
         self._tokenizer = None
+        self._query_encoder: BertQueryEncoder | None | bool = None  # False: model not supported
+
+    def _light(self) -> "BertQueryEncoder | None":
+        if self._query_encoder is None:
+            self._query_encoder = (BertQueryEncoder(self.model_path)
+                                   if query_encoder.supports(self.model_path) else False)
+        return self._query_encoder or None
 
     def warm_up(self) -> None:
         if self._model is not None:
@@ -76,6 +89,7 @@ class SentenceEmbedder:
             model.half()  # fp16 is ~1.5x faster on a GPU and loses nothing measurable in ranking
         self._model = model
         self._tokenizer = model.tokenizer
+        self._query_encoder = None  # the full model answers from now on; free the copy
 
     @property
     def max_tokens(self) -> int:
@@ -105,6 +119,9 @@ class SentenceEmbedder:
         return [tuple(o) for o in encoded["offset_mapping"]]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self._model is None and 0 < len(texts) <= FEW_TEXTS and self._light() is not None:
+            # A question before the documents' model is loaded: no torch import to wait for.
+            return self._light().embed(texts)
         self.warm_up()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

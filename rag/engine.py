@@ -12,22 +12,24 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .answer import Answer, Answerer
 from .catalog import Catalog, DocumentRow
-from .chunking import ChunkPlan, Chunker, document_text
 from .conversations import ConversationStore
 from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
 from .errors import EnclaveError
 from .llm import ChatModel, open_chat_model
-from .llm.bundled import file_sha256, verify_bundled
-from .indexer import SETTLED, Indexer, IndexReport, Progress, forget_document, recover
-from .loaders import load
+from .llm.bundled import file_sha256
 from .lock import WriterLock
-from .parsing import ParseLimits, ParsePool
 from .retrieval import Retriever
 from .store import VectorStore
-from .types import Hit
+from .types import SETTLED, Hit, IndexReport, Progress
+
+if TYPE_CHECKING:  # the indexer, parsers and reader pool load on the first index run
+    from .indexer import Indexer
+    from .parsing import ParseLimits, ParsePool
 
 WELCOME_DIR = Path(__file__).resolve().parents[1] / "assets" / "welcome"
 WELCOME_COLLECTION = "Welcome"
@@ -84,17 +86,16 @@ class Engine:
         self._model_override = Path(path).expanduser() if path else None
 
     def load_model(self) -> dict:
-        """Load the answering model now; a bad file raises and leaves no half-loaded model."""
+        """Load the answering model now; a bad file raises and leaves no half-loaded model.
+        The bundled model's SHA-256 is checked before it loads (in the model host)."""
         model = self.chat_model
         try:
-            path = getattr(model, "model_path", None)
-            if not model.loaded and path is not None:
-                self._model_sha256 = verify_bundled(path)  # the bundled model is checked
             model.warm_up()
         except Exception:
             model.close()
             self._chat_model = None
             raise
+        self._model_sha256 = getattr(model, "sha256", None) or self._model_sha256
         return model.info
 
     def model_sha256(self) -> str | None:
@@ -117,7 +118,9 @@ class Engine:
         answer_tokens: int | None = None,
     ) -> Iterator[str | Answer]:
         """Yields the answer's text pieces, then the Answer."""
-        self.load_model()
+        # The model loads in its own process while the question is searched; a file that is
+        # no model at all fails here, before any search.
+        self.chat_model.prepare()
         answerer = Answerer(
             lambda query, n: self.search(query, collection, n),
             self.chat_model,
@@ -129,7 +132,10 @@ class Engine:
         )
         return answerer.ask(question, k or self.settings.top_k, history, should_stop)
 
-    def _indexer(self) -> Indexer:
+    def _indexer(self) -> "Indexer":
+        from .chunking import ChunkPlan, Chunker
+        from .indexer import Indexer
+
         embedder = self.embedder
         limit = min(self.settings.chunk_tokens, embedder.max_tokens)
         overlap = min(self.settings.chunk_overlap, limit // 2 - 1)
@@ -138,12 +144,21 @@ class Engine:
         return Indexer(self.catalog, self.store, embedder, chunker, self.parse_pool, plan)
 
     @property
-    def parse_pool(self) -> ParsePool:
+    def parse_pool(self) -> "ParsePool":
         """Reader processes, started on the first file that needs reading, kept until close()."""
+        from .parsing import ParsePool
+
         if self._parse_pool is None:
-            s = self.settings
-            self._parse_pool = ParsePool(ParseLimits(s.parse_timeout_s, s.parse_memory_mb, s.parse_workers))
+            self._parse_pool = ParsePool(self._parse_limits())
         return self._parse_pool
+
+    def _parse_limits(self, **changes) -> "ParseLimits":
+        from .parsing import ParseLimits
+
+        s = self.settings
+        limits = dict(seconds=s.parse_timeout_s, memory_mb=s.parse_memory_mb, workers=s.parse_workers,
+                      ocr=s.ocr, ocr_page_seconds=s.ocr_page_timeout_s)
+        return ParseLimits(**{**limits, **changes})
 
     def index(
         self,
@@ -224,9 +239,25 @@ class Engine:
         return self._conversations
 
     def document_text(self, path: str | os.PathLike) -> str:
-        """The document's text as indexed: chunk offsets point into it."""
-        document = load(path)
-        return document_text(document.pages)[0]
+        """The document's text as indexed: chunk offsets point into it. Read in a reader
+        process of its own, under the same limits as indexing; scanned pages are shown as
+        images (see page_words), so OCR is not run again here."""
+        from .chunking import document_text
+        from .parsing import ParsePool, ReaderNote
+
+        with ParsePool(self._parse_limits(workers=1, ocr=False)) as pool:
+            for _, result, _ in pool.map([(str(path), str(path), ())]):
+                if isinstance(result, EnclaveError):
+                    raise result
+                if not isinstance(result, ReaderNote):
+                    return document_text(result.pages)[0]
+        raise EnclaveError(f"{path} could not be read.")
+
+    def page_words(self, chunk_id: str) -> dict | None:
+        """For a chunk OCR read: its page and the page's words with their boxes
+        ({"page", "words": [[start, end, x0, y0, x1, y1], ...]}); None otherwise."""
+        found = self.catalog.page_words(chunk_id)
+        return {"page": found[0], "words": found[1]} if found else None
 
     def ensure_welcome(self) -> IndexReport | None:
         """On a new data folder, index the bundled guide so the first question has an answer."""
@@ -239,6 +270,8 @@ class Engine:
 
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns paths forgotten."""
+        from .indexer import forget_document
+
         self.lock.acquire()
         forgotten = []
         names = [collection] if collection else self.collections()
@@ -262,6 +295,8 @@ class Engine:
         FTS index must match the chunks. Missing vectors are re-embedded from the catalog's
         own chunk text (no file is read), orphans are deleted, FTS is rebuilt.
         """
+        from .indexer import recover
+
         self.lock.acquire()  # recovery and repair write
         report: dict = {"recovered": recover(self.catalog, self.store), "collections": []}
         fts_ok = _fts_ok(self.catalog)

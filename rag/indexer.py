@@ -23,67 +23,17 @@ from pathlib import Path
 
 from . import loaders
 from .catalog import Catalog, DocumentRow
-from .chunking import ChunkPlan, Chunker
+from .chunking import ChunkPlan, Chunker, document_text
 from .embedding import Embedder
 from .errors import EnclaveError, FileSkipped
-from .parsing import ParsePool
+from .parsing import ParsePool, ReaderNote
 from .store import VectorStore
-from .types import Chunk, LoadedDocument
+from .types import SETTLED, Chunk, IndexReport, LoadedDocument, Progress  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 FLUSH_CHUNKS = 256  # embed once this many chunks wait: full batches, bounded memory
 HASH_BLOCK = 1 << 20
-
-
-@dataclass
-class Progress:
-    files_done: int
-    files_total: int
-    chunks_done: int
-    current: str
-    elapsed: float
-
-    @property
-    def eta(self) -> float | None:
-        if self.files_done == 0:
-            return None
-        return self.elapsed / self.files_done * (self.files_total - self.files_done)
-
-
-@dataclass
-class IndexReport:
-    indexed: int = 0
-    unchanged: int = 0
-    skipped: list[dict] = field(default_factory=list)
-    failed: list[dict] = field(default_factory=list)
-    chunks_added: int = 0
-    chunks_removed: int = 0
-    seconds: float = 0.0
-    removed_documents: int = 0
-    pages: int = 0
-    cancelled: bool = False
-    stages: dict[str, float] = field(
-        default_factory=lambda: {"scan": 0.0, "parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
-    )
-
-    def to_json(self) -> dict:
-        return {
-            "indexed": self.indexed,
-            "unchanged": self.unchanged,
-            "skipped": self.skipped,
-            "failed": self.failed,
-            "chunks_added": self.chunks_added,
-            "chunks_removed": self.chunks_removed,
-            "seconds": round(self.seconds, 3),
-            "removed_documents": self.removed_documents,
-            "pages": self.pages,
-            "cancelled": self.cancelled,
-            "stages": {k: round(v, 3) for k, v in self.stages.items()},
-        }
-
-
-SETTLED = ("indexed", "skipped", "failed")
 
 
 @dataclass
@@ -177,8 +127,8 @@ class Indexer:
         pending: list[_Pending] = []
         done = chunks_done = 0
 
-        def progress(current: str) -> Progress:
-            return Progress(done, len(files), chunks_done, current, time.perf_counter() - started)
+        def progress(current: str, detail: str = "") -> Progress:
+            return Progress(done, len(files), chunks_done, current, time.perf_counter() - started, detail)
 
         # Pass 1, cheap: a stat, and a hash where the stat changed, decide what must be read.
         jobs: dict[str, _Job] = {}
@@ -202,6 +152,9 @@ class Indexer:
             try:
                 waited = time.perf_counter()
                 for path, result, chunked in results:
+                    if isinstance(result, ReaderNote):  # a long read: say where it is
+                        yield progress(path, result.text)
+                        continue
                     report.stages["parse"] += time.perf_counter() - waited
                     self._accept(jobs[path], result, collection, store_name, report, pending, chunked)
                     if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
@@ -252,11 +205,10 @@ class Indexer:
                 self.catalog.touch_document(row.id, stat.st_size, stat.st_mtime_ns)
                 self._repeat(row, report)
                 return None
-            suffix = os.path.splitext(path)[1].lower()
-            if suffix not in loaders.SUPPORTED_SUFFIXES:  # no need to start a reader for it
-                what = suffix or "(no extension)"
+            unsupported = loaders.unsupported_reason(path)
+            if unsupported:  # no need to start a reader for it
                 self._record_outcome(collection, store_name, path, stat, digest, "skipped",
-                                     f"unsupported file type {what}", None, report)
+                                     unsupported, None, report)
                 return None
             return _Job(path, stat, digest)
         finally:
@@ -302,6 +254,7 @@ class Indexer:
                 size=stat.st_size, mtime_ns=stat.st_mtime_ns, pages=pages,
             )
             stale = self.catalog.replace_chunks(doc_id, store_name, [])
+            self.catalog.replace_page_words(doc_id, {})
         self._delete_vectors(store_name, stale)
         report.chunks_removed += len(stale)
         (report.skipped if state == "skipped" else report.failed).append({"path": path, "reason": reason})
@@ -335,6 +288,7 @@ class Indexer:
                     pages=p.document.page_count,
                 )
                 stale += self.catalog.replace_chunks(doc_id, store_name, p.chunks)
+                self.catalog.replace_page_words(doc_id, _page_words(p.document))
         self._delete_vectors(store_name, stale)
         report.stages["store"] += time.perf_counter() - t1
         report.indexed += len(pending)
@@ -405,6 +359,18 @@ def recover(catalog: Catalog, store: VectorStore) -> dict[str, int]:
         delete_vectors(catalog, store, store_name, ids)
         deleted += len(ids)
     return {"vectors_taken_back": added, "deletions_finished": deleted}
+
+
+def _page_words(document: LoadedDocument) -> dict[int, list]:
+    """Word boxes of the pages read by OCR, their offsets moved into the document's text."""
+    if not any(page.words for page in document.pages):
+        return {}
+    _, starts = document_text(document.pages)
+    return {
+        page.number: [[start + a, start + b, *box] for a, b, *box in page.words]
+        for page, start in zip(document.pages, starts)
+        if page.words and page.number is not None
+    }
 
 
 def _is_password(row: DocumentRow) -> bool:

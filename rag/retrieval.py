@@ -104,6 +104,7 @@ def fuse(
                 char_start=row.char_start,
                 char_end=row.char_end,
                 collection=row.collection,
+                unit=row.unit,
             )
         )
     return hits

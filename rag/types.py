@@ -7,10 +7,24 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class PageText:
-    """Text of one page. `number` is 1-based for paged formats (PDF), None otherwise."""
+    """Text of one citation unit: a PDF page, a slide, a sheet, a chapter, a mail or one of
+    its attachments, or the whole of a plain document.
+
+    `number` is the 1-based page for paged formats (PDF, scans, images), None otherwise.
+    `label` names the unit where it is not a page ("slide 3", "sheet 'Q3'", "chapter 2: …").
+    A table's unit (a sheet) has one line per row: `rows` gives each line's row number in the
+    source and `header` the index of the line that names the columns, which every chunk of
+    the rows below it repeats. Text read by OCR keeps where each word is on the page:
+    `words` holds (start, end, x0, y0, x1, y1), offsets into `text` and the box in fractions
+    of the page's width and height as the page is shown.
+    """
 
     number: int | None
     text: str
+    label: str | None = None
+    rows: tuple[int, ...] | None = None
+    header: int | None = None
+    words: tuple[tuple[int, int, float, float, float, float], ...] | None = None
 
 
 @dataclass
@@ -18,7 +32,7 @@ class LoadedDocument:
     """What a loader returns: the text, page by page, and the file's page count."""
 
     path: str
-    kind: str  # "pdf", "text", "markdown", "html", "docx"
+    kind: str  # "pdf", "text", "markdown", "html", "docx", "pptx", "xlsx", "csv", "epub", "eml", "image", …
     pages: list[PageText]
     page_count: int | None = None  # real page count for paged formats, None otherwise
     warnings: list[str] = field(default_factory=list)
@@ -36,6 +50,7 @@ class Chunk:
     char_start: int  # offsets into the document's text (pages joined by "\n\n")
     char_end: int
     tokens: int
+    unit: str | None = None  # the citation unit when it is not a page: "slide 3", "sheet 'Q3', rows 2–40"
 
 
 @dataclass
@@ -53,12 +68,68 @@ class Hit:
     char_start: int = 0
     char_end: int = 0
     collection: str = "default"
+    unit: str | None = None  # see Chunk.unit
 
     def to_json(self) -> dict:
         return {
             "path": self.path,
             "page": self.page,
+            "unit": self.unit,
             "chunk_id": self.chunk_id,
             "text": self.text,
             "score": round(self.score, 6),
+        }
+
+
+# Every document ends in one of these states (others mean a run was interrupted).
+SETTLED = ("indexed", "skipped", "failed")
+
+
+# Indexing results live here, beside the other plain data, so the window's process can
+# receive them from the engine's process without importing the indexer and its parsers.
+@dataclass
+class Progress:
+    files_done: int
+    files_total: int
+    chunks_done: int
+    current: str
+    elapsed: float
+    detail: str = ""  # what the reader is doing inside `current` ("reading scanned page 3 of 40")
+
+    @property
+    def eta(self) -> float | None:
+        if self.files_done == 0:
+            return None
+        return self.elapsed / self.files_done * (self.files_total - self.files_done)
+
+
+@dataclass
+class IndexReport:
+    indexed: int = 0
+    unchanged: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    seconds: float = 0.0
+    removed_documents: int = 0
+    pages: int = 0
+    cancelled: bool = False
+    stages: dict[str, float] = field(
+        default_factory=lambda: {"scan": 0.0, "parse": 0.0, "chunk": 0.0, "embed": 0.0, "store": 0.0}
+    )
+
+    def to_json(self) -> dict:
+        return {
+            "indexed": self.indexed,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "chunks_added": self.chunks_added,
+            "chunks_removed": self.chunks_removed,
+            "seconds": round(self.seconds, 3),
+            "removed_documents": self.removed_documents,
+            "pages": self.pages,
+            "cancelled": self.cancelled,
+            "stages": {k: round(v, 3) for k, v in self.stages.items()},
         }

@@ -14,7 +14,8 @@ os.environ["ANONYMIZED_TELEMETRY"] = "False"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# Resolved: the engine records resolved paths, and ../shared may be reached through a link.
+SHARED = (ROOT.parent / "shared").resolve()
 CORPUS = SHARED / "corpus"
 EVAL = SHARED / "eval"
 

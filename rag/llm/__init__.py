@@ -36,10 +36,13 @@ def open_chat_model(settings: "Settings", model_path: str | os.PathLike | None =
             n_ctx=settings.context_size,
             ca_file=settings.llm_ca_file,
         )
+    from .bundled import published_sha256
     from .hosted import HostedModel
 
+    path = model_path or settings.llm_model_path()
     return HostedModel(
-        model_path or settings.llm_model_path(),
+        path,
         n_ctx=settings.context_size,
         gpu_layers=None if settings.gpu_layers < 0 else settings.gpu_layers,
+        expected_sha256=published_sha256(path),
     )

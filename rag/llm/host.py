@@ -3,8 +3,8 @@
 Started by `HostedModel` as `python -m rag.llm.host FD`, it talks over the socket FD with
 pickled tuples (both ends are Enclave's own code):
 
-    -> ("load", {model_path, n_ctx, gpu_layers, seed, n_threads, flash_attn})
-    <- ("ok", {"context_size", "info"}) | ("error", kind, message)
+    -> ("load", {model_path, n_ctx, gpu_layers, seed, n_threads, flash_attn, expected_sha256})
+    <- ("ok", {"context_size", "info", "sha256"}) | ("error", kind, message)
     -> ("count", messages)                       <- ("ok", tokens) | ("error", ...)
     -> ("stream", messages, max_tokens, temperature)
     <- ("piece", text) ... ("done", stats) | ("error", ...)
@@ -25,24 +25,13 @@ import threading
 import traceback
 from multiprocessing.connection import Connection
 
-
-def _die_with_parent() -> None:
-    """If the parent is killed, the kernel ends this process too (Linux)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-        if os.getppid() == 1:  # the parent is already gone
-            os._exit(0)
+from rag.children import die_with_parent
 
 
 def serve(conn: Connection) -> None:
     from rag.errors import EnclaveError
 
+    from .bundled import verify_sha256
     from .llama import InProcessModel
 
     stop = threading.Event()
@@ -52,7 +41,7 @@ def serve(conn: Connection) -> None:
         while True:
             try:
                 message = conn.recv()
-            except (EOFError, OSError):
+            except (EOFError, OSError, TypeError):  # TypeError: closed under us at exit
                 stop.set()
                 inbox.put(("quit",))
                 return
@@ -70,9 +59,12 @@ def serve(conn: Connection) -> None:
             break
         try:
             if kind == "load":
-                model = InProcessModel(**message[1])
+                params = dict(message[1])
+                expected = params.pop("expected_sha256", None)
+                sha = verify_sha256(params["model_path"], expected) if expected else None
+                model = InProcessModel(**params)
                 model.warm_up()
-                conn.send(("ok", {"context_size": model.context_size, "info": model.info}))
+                conn.send(("ok", {"context_size": model.context_size, "info": model.info, "sha256": sha}))
             elif model is None:
                 conn.send(("error", "ModelError", "The model is not loaded."))
             elif kind == "count":
@@ -98,7 +90,7 @@ def serve(conn: Connection) -> None:
 
 
 def main(argv: list[str]) -> int:
-    _die_with_parent()
+    die_with_parent()
     os.dup2(2, 1)  # native code that prints must not write into the protocol
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     conn = Connection(int(argv[1]))

@@ -15,19 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import weakref
-from collections import deque
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 from rag import errors
+from rag.children import Child, describe_exit, signal_name
 from rag.errors import ModelCrashed, ModelError, ModelInvalid
 
 from .base import Message, StreamStats
@@ -35,93 +28,16 @@ from .gguf import WHAT_TO_DO, check_gguf
 
 log = logging.getLogger(__name__)
 
-STDERR_LINES = 40  # kept from the host's stderr for the log when it dies
-_QUIT_WAIT_S = 3.0
 
-
-def describe_exit(returncode: int | None) -> str:
-    """'signal 11' for a process killed by a signal, else 'exit code N'."""
-    if returncode is None:
-        return "no exit status"
-    if returncode < 0:
-        return f"signal {-returncode}"
-    return f"exit code {returncode}"
-
-
-def _signal_name(returncode: int | None) -> str:
-    if returncode is not None and returncode < 0:
-        try:
-            return signal.Signals(-returncode).name
-        except ValueError:
-            pass
-    return ""
-
-
-class _Host:
-    """One model host process and its socket."""
+class _Host(Child):
+    """One model host process; the load request is sent at once, its reply read on first use."""
 
     def __init__(self, params: dict[str, Any]):
-        parent, child = socket.socketpair()
-        try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "rag.llm.host", str(child.fileno())],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                close_fds=True,
-            )
-        finally:
-            child.close()
-        self.conn = Connection(parent.detach())
-        self.stderr: deque[str] = deque(maxlen=STDERR_LINES)
-        self._drain = threading.Thread(target=self._read_stderr, name="model-host-stderr", daemon=True)
-        self._drain.start()
-        self.conn.send(("load", params))  # the reply is read when the model is first needed
+        super().__init__("rag.llm.host")
+        self.conn.send(("load", params))
         self.loading = True
         self.info: dict[str, Any] = {}
         self.context_size = 0
-        # A host left behind by a dropped client must not outlive it.
-        self._finalizer = weakref.finalize(self, _stop_process, self.process, self.conn)
-
-    def _read_stderr(self) -> None:
-        stream = self.process.stderr
-        assert stream is not None
-        for raw in iter(stream.readline, b""):
-            self.stderr.append(raw.decode("utf-8", "replace").rstrip())
-        stream.close()
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def returncode(self) -> int | None:
-        """Wait briefly for a host whose socket closed; kill one that hangs on."""
-        try:
-            return self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-    def stderr_tail(self) -> str:
-        self._drain.join(timeout=1)
-        return "\n".join(self.stderr)
-
-    def stop(self) -> None:
-        self._finalizer()
-
-
-def _stop_process(process: subprocess.Popen, conn: Connection) -> None:
-    try:
-        conn.send(("quit",))
-    except OSError:
-        pass
-    try:
-        process.wait(timeout=_QUIT_WAIT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    conn.close()
 
 
 def _error_from(kind: str, message: str) -> Exception:
@@ -146,7 +62,10 @@ class HostedModel:
         seed: int = 0,
         n_threads: int | None = None,
         flash_attn: bool | None = None,
+        expected_sha256: str | None = None,
     ):
+        """`expected_sha256`: the host checks the file against it before loading (the bundled
+        model's published hash)."""
         if n_ctx < 16:
             raise ValueError(f"n_ctx must be at least 16, not {n_ctx}")
         self.model_path = Path(model_path)
@@ -155,6 +74,8 @@ class HostedModel:
         self.seed = seed
         self.n_threads = n_threads
         self.flash_attn = flash_attn
+        self.expected_sha256 = expected_sha256
+        self.sha256: str | None = None  # set once the host has checked it
         self.last_stats = StreamStats()
         self.crashes = 0  # in a row, reset by a completed answer
         self.on_cpu_after_crashes = False
@@ -167,12 +88,18 @@ class HostedModel:
     def _params(self) -> dict[str, Any]:
         layers = 0 if self.on_cpu_after_crashes else self.requested_gpu_layers
         return {"model_path": str(self.model_path), "n_ctx": self.requested_n_ctx, "gpu_layers": layers,
-                "seed": self.seed, "n_threads": self.n_threads, "flash_attn": self.flash_attn}
+                "seed": self.seed, "n_threads": self.n_threads, "flash_attn": self.flash_attn,
+                "expected_sha256": self.expected_sha256}
 
     def _start(self) -> _Host:
         check_gguf(self.model_path)  # a clear message for a bad file, before any process starts
         self._host = _Host(self._params())
         return self._host
+
+    def prepare(self) -> None:
+        """Start the host and its load now without waiting; a bad file fails here at once."""
+        if self._host is None:
+            self._start()
 
     def warm_up(self) -> None:
         host = self._host or self._start()
@@ -192,11 +119,12 @@ class HostedModel:
         host.loading = False
         host.context_size = reply[1]["context_size"]
         host.info = self._last_info = reply[1]["info"]
+        self.sha256 = reply[1].get("sha256") or self.sha256
 
     def _drop_host(self) -> None:
         host, self._host = self._host, None
         if host is not None:
-            host.stop()
+            host.end()
 
     def _recv(self, host: _Host, during: str) -> tuple:
         try:
@@ -206,13 +134,13 @@ class HostedModel:
 
     def _crashed(self, host: _Host, during: str) -> ModelCrashed:
         """The host died: log why, start a new one now, and say so in plain words."""
-        code = host.returncode()
+        code = host.exit_status()
         exit = describe_exit(code)
-        name = _signal_name(code)
+        name = signal_name(code)
         log.error("the model host (pid %s) stopped while %s: %s%s; its last output:\n%s", host.pid, during, exit,
                   f" ({name})" if name else "", host.stderr_tail() or "(nothing)")
         self._host = None
-        host.stop()
+        host.end()
         if during == "loading":
             return ModelCrashed("", exit)
         self.crashes += 1

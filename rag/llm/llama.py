@@ -97,6 +97,9 @@ class InProcessModel:
 
     # -- loading -------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Nothing loads in the background here: the first call does the work."""
+
     def warm_up(self) -> None:
         """Check the file, then load the model (once; later calls return at once)."""
         if self._llama is not None:

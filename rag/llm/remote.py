@@ -161,6 +161,9 @@ class RemoteModel:
     def loaded(self) -> bool:
         return self._counter is not None
 
+    def prepare(self) -> None:
+        """Nothing loads in the background here: the first call does the work."""
+
     def warm_up(self) -> None:
         """Ask the server what it is: its context size, its model, how it counts tokens."""
         if self._counter is not None:
@@ -257,7 +260,7 @@ class RemoteModel:
             cancelled.set()  # the reader closes the response, which ends the server's work
 
     def _read_events(self, body: dict, events: queue.Queue, cancelled: threading.Event) -> None:
-        during = "in the middle of the answer"
+        during = "while answering"
         finish, usage, started = None, {}, False
         try:
             with self.client.stream("POST", "/v1/chat/completions", json=body, headers=self._headers()) as response:

@@ -140,3 +140,18 @@ def test_text_sources_scroll_to_and_highlight_the_passage(qtbot, tmp_path):
     # PDF search phrases prefer the line that shares words with the question and answer
     assert search_phrases("Austria 8.9 Vienna\nDenmark 5.8 Copenhagen Danish", "capital of Denmark")[0] \
         == "Denmark 5.8 Copenhagen Danish"
+
+
+def test_settings_dialog_points_answers_at_a_model_server(qtbot, data_dir):
+    dialog = SettingsDialog(Settings(), str(data_dir))
+    qtbot.addWidget(dialog)
+    dialog.endpoint.setText("gpu-box:8080")  # no scheme: not a URL
+    assert "llm_endpoint must be a URL" in dialog.message.text()
+    dialog.endpoint.setText("http://gpu-box.internal:8080")
+    dialog.key_env.setText("the actual secret key")  # a key pasted where its variable's name goes
+    assert "name of an environment variable" in dialog.message.text()
+    dialog.key_env.setText("ENCLAVE_MODEL_KEY")
+    assert "loaded again" in dialog.message.text()
+    chosen = dialog.chosen()
+    assert (chosen.llm_endpoint, chosen.llm_api_key_env) == ("http://gpu-box.internal:8080", "ENCLAVE_MODEL_KEY")
+    assert what_changes(Settings(), chosen) == (True, False)

@@ -14,7 +14,7 @@ PASSWORD = "openpassword"  # its user password (corpus README); files.json: encr
 
 
 def test_encrypted_pdf_asks_for_its_password_and_indexes_with_it(qtbot, window, data_dir, monkeypatch):
-    pdf = require(LOCKED)
+    pdf = require(LOCKED).resolve()  # the engine reports resolved paths (../shared may be a link)
     with qtbot.waitSignal(window.indexing_finished, timeout=120_000) as dropped:
         drop(window, [pdf])
     report = dropped.args[0]

@@ -134,7 +134,9 @@ def test_broken_file_shows_its_reason_and_the_batch_goes_on(qtbot, window, tmp_p
 
     table = window.findChild(QAbstractItemView, "documentList")
     model = table.model()
-    qtbot.waitUntil(lambda: model.rowCount() == 2, timeout=10_000)
+    # The list is refreshed after the run ends; until then the last file may still read "Indexing…".
+    qtbot.waitUntil(lambda: model.rowCount() == 2
+                    and all(model.index(r, 1).data() != "Indexing…" for r in range(2)), timeout=10_000)
     row = next(r for r in range(model.rowCount()) if model.index(r, 0).data() == "broken.pdf")
     assert model.index(row, 1).data() == "Failed"
     assert reason in model.index(row, 1).data(__import__("PySide6.QtCore").QtCore.Qt.ToolTipRole)

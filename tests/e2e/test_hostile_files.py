@@ -10,17 +10,8 @@ from rag.engine import Engine
 from tests.conftest import CORPUS, require
 
 
-def _pdf(content: bytes) -> bytes:
-    """A minimal one-page PDF whose page content is `content`, Flate-compressed."""
-    stream = zlib.compress(content, 6)
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
+def _write_pdf(objects: list[bytes]) -> bytes:
+    """A PDF of the given objects (numbered from 1), with its cross-reference table."""
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for number, body in enumerate(objects, 1):
         offsets.append(len(out))
@@ -30,6 +21,50 @@ def _pdf(content: bytes) -> bytes:
     out += b"".join(b"%010d 00000 n \n" % o for o in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
     return bytes(out)
+
+
+_HEAD = [
+    b"<< /Type /Catalog /Pages 2 0 R >>",
+    b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+]
+_FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+
+
+def _stream(data: bytes, extra: bytes = b"") -> bytes:
+    packed = zlib.compress(data, 6)
+    return b"<< %s /Length %d /Filter /FlateDecode >>\nstream\n" % (extra, len(packed)) + packed + b"\nendstream"
+
+
+def _pdf(content: bytes) -> bytes:
+    """A minimal one-page PDF whose page content is `content`, Flate-compressed."""
+    return _write_pdf(_HEAD + [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        _stream(content),
+        _FONT,
+    ])
+
+
+def _endless_pdf(depth: int = 13, leaf_ops: int = 20_000) -> bytes:
+    """A page that draws form Fm0, which draws Fm1 twice, ... down to a form of `leaf_ops` text
+    operators: 2^(depth-1) x leaf_ops operators (pypdf stops after 5,000 forms, still 100
+    million), from a 10 KB file. No CPU reads that within the time limit, however fast."""
+    objects = _HEAD + [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> /XObject << /Fm0 6 0 R >> >> >>",
+        _stream(b"/Fm0 Do"),
+        _FONT,
+    ]
+    for level in range(depth):
+        number = 6 + level
+        if level < depth - 1:
+            body = b"/Fm%d Do /Fm%d Do" % (level + 1, level + 1)
+            resources = b"/Resources << /Font << /F1 5 0 R >> /XObject << /Fm%d %d 0 R >> >>" % (level + 1, number + 1)
+        else:
+            body = b"BT /F1 12 Tf 72 720 Td " + b"(a) Tj 1 0 Td " * leaf_ops + b"ET"
+            resources = b"/Resources << /Font << /F1 5 0 R >> >>"
+        objects.append(_stream(body, b"/Type /XObject /Subtype /Form /BBox [0 0 612 792] " + resources))
+    return _write_pdf(objects)
 
 
 def _docx_bomb(path, megabytes: int) -> None:
@@ -53,8 +88,8 @@ def _docx_bomb(path, megabytes: int) -> None:
 def test_a_hanging_parse_and_a_memory_bomb_fail_alone(tmp_path, real_embedder):
     folder = tmp_path / "batch"
     folder.mkdir()
-    # Millions of text operators: the parser grinds far past the time limit.
-    (folder / "endless.pdf").write_bytes(_pdf(b"BT /F1 12 Tf 72 720 Td " + b"(a) Tj 1 0 Td " * 3_000_000 + b"ET"))
+    # A hundred million text operators behind nested forms: the parser grinds far past the limit.
+    (folder / "endless.pdf").write_bytes(_endless_pdf())
     # 3 MB on disk, 400 MB once inflated: more than the reader may use.
     _docx_bomb(folder / "bomb.docx", 400)
     # A PDF bomb: pypdf's own decompression guard refuses it before memory runs out.

@@ -101,14 +101,16 @@ def test_remove_forgets_a_document(engine, folder):
 def test_bad_files_are_reported_and_the_batch_goes_on(engine, folder):
     (folder / "broken.pdf").write_bytes(b"this is not a pdf at all")
     (folder / "slides.pptx").write_bytes(b"PK\x03\x04")
+    (folder / "slides.key").write_bytes(b"PK\x03\x04")
     (folder / "empty.txt").write_text("")
     report = engine.index_all([folder])
     assert report.indexed == 6
     failed = {os.path.basename(f["path"]): f["reason"] for f in report.failed}
     skipped = {os.path.basename(f["path"]): f["reason"] for f in report.skipped}
-    assert set(failed) == {"broken.pdf"} and "PDF" in failed["broken.pdf"]
-    assert set(skipped) == {"slides.pptx", "empty.txt"}
-    assert ".pptx" in skipped["slides.pptx"]
+    assert set(failed) == {"broken.pdf", "slides.pptx"} and "PDF" in failed["broken.pdf"]
+    assert "PowerPoint" in failed["slides.pptx"]
+    assert set(skipped) == {"slides.key", "empty.txt"}
+    assert ".key" in skipped["slides.key"]
     states = {os.path.basename(d.path): d.state for d in engine.documents()}
     assert states["broken.pdf"] == "failed" and states["note0.txt"] == "indexed"
 
