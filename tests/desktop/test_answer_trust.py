@@ -28,6 +28,9 @@ class ScriptedModel:
     context_size = 4096
     info = {"where": "local", "path": "scripted.gguf", "gpu_layers": 0}
 
+    def prepare(self):
+        pass
+
     def warm_up(self):
         pass
 

@@ -58,4 +58,4 @@ def test_a_claim_click_hands_over_the_passage_behind_that_claim(qtbot):
     assert clicked[-1]["support"]["text"] == "Beautiful is better than ugly."
     assert clicked[-1]["hint"] == claim["text"]
     assert source_label(SOURCE) == "[1] zen.pdf, page 1 · partial match"
-    assert source_label(dict(SOURCE, page=None, sheet="Budget")) == "[1] zen.pdf, sheet Budget · partial match"
+    assert source_label(dict(SOURCE, page=None, unit="sheet Budget")) == "[1] zen.pdf, sheet Budget · partial match"
