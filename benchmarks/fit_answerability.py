@@ -247,9 +247,9 @@ def main() -> int:
     # questions it never saw (the cut fitted in one article does not carry to the other).
     held_out["pooled"] = rates(pooled, impossible, choose(curve(pooled, impossible, 401))["threshold"])
 
-    # Signals read but left out of the model: what adding them would give, in-sample.
+    # Signals read but left out of the model: what adding them would give, in-sample and held out.
     tried = {}
-    for extra in ("coverage", "agreement"):
+    for extra in ("question_negated", "coverage", "agreement"):
         names = list(evidence.FEATURES) + [extra]
         Xe = np.array([[r["features"][f] for f in names] for r in rows])
         we = fit(Xe, y)
