@@ -2,11 +2,16 @@
 
     python benchmarks/fit_answerability.py                      # index, read evidence, fit (~10 min on 2 cores)
     python benchmarks/fit_answerability.py --features benchmarks/results/answerability_features.json  # refit only
+    python benchmarks/fit_answerability.py --cache /tmp/squad-evidence.json   # read once (~10 min), then seconds
+
+With --cache, the retrieval and sentence similarities of every question are kept in that
+file (written on the first run), and the features are recomputed from it by the code of
+rag/evidence.py as it is now: change or add a feature there and refit in seconds.
 
 Indexes the articles through the normal pipeline (as `enclave-cli eval` does), reads the
 evidence of every question with `rag.evidence.gather` over the first EVIDENCE_K chunks,
 fits a logistic regression (plain numpy, Newton's method, a little L2, deterministic) of
-"the question is answerable" on the four FEATURES, and prints the coefficients to paste into
+"the question is answerable" on the FEATURES, and prints the coefficients to paste into
 rag/evidence.py, the probability cut that refuses at most 10% of answerable questions, the
 same for the old single best-cosine threshold, a leave-one-article-out check, and how often
 the quote holds the gold answer. Writes the curve PNG and a JSON of the figures.
@@ -66,6 +71,87 @@ def read_features(squad: Path) -> list[dict]:
     return rows
 
 
+def read_evidence(squad: Path) -> dict:
+    """The expensive part, once: index the articles, retrieve and embed the sentences of
+    every question's chunks, and keep all that feature experiments need, so new features
+    are computed and refitted in seconds (`--cache`). Per question: its text, gold answers,
+    the hits (text, offsets, fused/cosine/BM25 scores, rank in the vector and in the keyword
+    candidate lists, whether it overlaps the gold paragraph) and every sentence's offsets
+    and cosine to the question. Also every chunk's text, for document frequencies."""
+    from rag.engine import Engine
+    from rag.evaluation import prepare
+    from rag.retrieval import CANDIDATES, Retriever, fuse
+
+    out: dict = {"evidence_k": evidence.EVIDENCE_K, "questions": []}
+    with tempfile.TemporaryDirectory(prefix="enclave-fit-") as tmp:
+        tmp = Path(tmp)
+        (tmp / "docs").mkdir()
+        questions = prepare(squad, tmp / "docs")
+        engine = Engine(tmp / "data")
+        try:
+            engine.index_all([tmp / "docs"], collection="squad-eval")
+            out["chunks"] = [r[0] for r in engine.catalog.db.execute(
+                "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+                "WHERE d.collection = 'squad-eval' ORDER BY d.path, c.idx")]
+            retriever = Retriever(engine.catalog, engine.store, engine.embedder)
+            store_name = engine.catalog.collection("squad-eval")["store_name"]
+            k = evidence.EVIDENCE_K
+            for i, q in enumerate(questions):
+                hits = engine.search(q.text, "squad-eval", k)
+                # The candidate lists the fusion read, for ranks (the same calls as search).
+                qv = engine.embedder.embed([q.text])[0]
+                by_vector = [c for c, _ in engine.store.query(store_name, qv, CANDIDATES * k)]
+                by_keyword = [c for c, _ in retriever.keyword(q.text, "squad-eval", CANDIDATES * k)]
+                ev = evidence.gather(q.text, hits, engine.embedder.embed)
+                out["questions"].append({
+                    "id": q.id, "article": Path(q.path).stem, "impossible": q.impossible,
+                    "question": q.text, "answers": q.answers,
+                    "hits": [{"text": h.text, "path": Path(h.path).stem, "char_start": h.char_start,
+                              "char_end": h.char_end, "score": h.score, "vector_score": h.vector_score,
+                              "keyword_score": h.keyword_score,
+                              "vector_rank": by_vector.index(h.chunk_id) + 1 if h.chunk_id in by_vector else None,
+                              "keyword_rank": by_keyword.index(h.chunk_id) + 1 if h.chunk_id in by_keyword else None,
+                              "gold": h.path == q.path and h.char_start < q.span[1] and h.char_end > q.span[0]}
+                             for h in hits],
+                    "sentences": [[s.hit, s.start, s.end, round(s.similarity, 6)] for s in ev.sentences],
+                    "features": {k2: round(v, 6) for k2, v in ev.features.items()},
+                })
+                if (i + 1) % 100 == 0:
+                    print(f"evidence: {i + 1}/{len(questions)}", file=sys.stderr, flush=True)
+        finally:
+            engine.close()
+    return out
+
+
+def rows_from_cache(cache: dict) -> list[dict]:
+    """The rows `read_features` gives, computed from a cache of `read_evidence` by the code
+    rag/evidence.py runs (its features as they are now): seconds instead of minutes."""
+    from rag.evaluation import normalize_answer
+    from rag.types import Hit
+
+    rows = []
+    for q in cache["questions"]:
+        hits = [Hit(chunk_id=str(n), path=h["path"], page=None, text=h["text"], score=h["score"],
+                    vector_score=h["vector_score"], keyword_score=h["keyword_score"],
+                    char_start=h["char_start"], char_end=h["char_end"]) for n, h in enumerate(q["hits"])]
+        sentences = [evidence.Sentence(i, a, b, hits[i].text[a:b], sim) for i, a, b, sim in q["sentences"]]
+        terms = evidence.question_terms(q["question"])
+        for s in sentences:
+            s.coverage = evidence.coverage(terms, s.text)
+        k = cache["evidence_k"]
+        features = evidence._features(hits[:k], [s for s in sentences if s.hit < k], terms,
+                                      range(min(k, len(hits))), q["question"])
+        golds = [normalize_answer(a) for a in q["answers"]]
+        top = sorted(sentences, key=lambda s: -s.similarity)[:12]
+        rows.append({
+            "id": q["id"], "article": q["article"], "impossible": q["impossible"],
+            "features": {name: round(v, 6) for name, v in features.items()},
+            "sentences": [[round(s.similarity, 6), round(s.coverage, 6),
+                           any(g and g in normalize_answer(s.text) for g in golds)] for s in top],
+        })
+    return rows
+
+
 def fit(X: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 50) -> np.ndarray:
     """Logistic regression by Newton's method on standardized features; returns
     [intercept, coefficients...] on the raw features."""
@@ -113,11 +199,20 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--squad", type=Path, default=SQUAD)
     parser.add_argument("--features", type=Path, help="reuse features written by an earlier run")
+    parser.add_argument("--cache", type=Path,
+                        help="retrieval and sentence similarities of every question: read once, "
+                             "then features are recomputed from it by rag/evidence.py in seconds")
     parser.add_argument("--png", type=Path, default=RESULTS / "refusal_curve.png")
     parser.add_argument("--out", type=Path, default=RESULTS / "answerability_fit.json")
     args = parser.parse_args()
 
-    if args.features and args.features.exists():
+    if args.cache:
+        if not args.cache.exists():
+            args.cache.parent.mkdir(parents=True, exist_ok=True)
+            args.cache.write_text(json.dumps(read_evidence(args.squad)) + "\n")
+        rows = rows_from_cache(json.loads(args.cache.read_text()))
+        (args.features or RESULTS / "answerability_features.json").write_text(json.dumps(rows) + "\n")
+    elif args.features and args.features.exists():
         rows = json.loads(args.features.read_text())
     else:
         rows = read_features(args.squad)
@@ -137,7 +232,7 @@ def main() -> int:
     c_chosen = choose(c_curve)
 
     # Leave one article out: fit on one, choose the cut on it, measure on the other.
-    held_out = {}
+    held_out, pooled = {}, np.zeros(len(rows))
     for article in sorted({r["article"] for r in rows}):
         train = [r for r in rows if r["article"] != article]
         test = [r for r in rows if r["article"] == article]
@@ -146,15 +241,26 @@ def main() -> int:
         t_cut = choose(curve(scores(train, tw), ti))["threshold"]
         hi = np.array([r["impossible"] for r in test])
         held_out[article] = rates(scores(test, tw), hi, t_cut)
+        pooled[[r["article"] == article for r in rows]] = scores(test, tw)
+    # The same held-out probabilities, every question scored by the model fitted without its
+    # article, cut where at most 10% of the answerable are refused: how well the model ranks
+    # questions it never saw (the cut fitted in one article does not carry to the other).
+    held_out["pooled"] = rates(pooled, impossible, choose(curve(pooled, impossible, 401))["threshold"])
 
-    # Signals read but left out of the model: what adding them would give, in-sample.
+    # Signals read but left out of the model: what adding them would give, in-sample and held out.
     tried = {}
-    for extra in ("coverage", "agreement"):
+    for extra in ("question_negated", "coverage", "agreement"):
         names = list(evidence.FEATURES) + [extra]
         Xe = np.array([[r["features"][f] for f in names] for r in rows])
         we = fit(Xe, y)
         pe = 1.0 / (1.0 + np.exp(-(we[0] + Xe @ we[1:])))
-        tried[f"with_{extra}"] = {"weight": round(float(we[-1]), 4), **rates(pe, impossible, choose(curve(pe, impossible))["threshold"])}
+        held = np.zeros(len(rows))
+        for article in sorted({r["article"] for r in rows}):
+            test = np.array([r["article"] == article for r in rows])
+            wa = fit(Xe[~test], y[~test])
+            held[test] = 1.0 / (1.0 + np.exp(-(wa[0] + Xe[test] @ wa[1:])))
+        tried[f"with_{extra}"] = {"weight": round(float(we[-1]), 4), **rates(pe, impossible, choose(curve(pe, impossible))["threshold"]),
+                                  "held_out_pooled": rates(held, impossible, choose(curve(held, impossible, 401))["threshold"])}
 
     # The quote: how often the chosen sentence holds a gold answer (answerable questions).
     quote = {}

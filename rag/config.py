@@ -76,7 +76,7 @@ class Settings:
     # Refuse without calling the model when the evidence model's probability that the
     # documents answer is below this (rag/evidence.py); the prompt carries the sentences
     # that bear on the question instead of whole chunks unless prompt_excerpts is off.
-    answer_min_probability: float = 0.35
+    answer_min_probability: float = 0.38  # = evidence.DEFAULT_MIN_PROBABILITY
     prompt_excerpts: bool = True
     # Answers from an OpenAI-compatible server (a team's GPU box) instead of this machine's
     # model: its URL, the environment variable holding its API key (the key itself is never
