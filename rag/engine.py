@@ -235,6 +235,10 @@ class Engine:
     def collections(self) -> list[str]:
         return [row["name"] for row in self.local.collections()]
 
+    def team_status(self) -> dict:
+        """Reach both team servers now: where they are and the collections this role sees."""
+        return self.team.test_connection()
+
     def team_collections(self) -> list[str]:
         """The team collections this member's role may see (an error if the servers are down)."""
         return [row["name"] for row in self.team.collections()]
@@ -331,9 +335,13 @@ class Engine:
         self.lock.acquire()  # recovery and repair write
         report = self.local.verify(self.embedder.embed, repair)
         if team or (team is None and self.settings.team.configured):
-            shared = self.team.verify(self.embedder.embed, repair)
-            report["collections"] += shared["collections"]
-            report["team_recovered"] = shared["recovered"]
+            try:
+                shared = self.team.verify(self.embedder.embed, repair)
+            except EnclaveError as exc:  # the local index was still checked
+                report["team_error"] = str(exc)
+            else:
+                report["collections"] += shared["collections"]
+                report["team_recovered"] = shared["recovered"]
         report["consistent"] = report["fts_consistent"] and all(c["consistent"] for c in report["collections"])
         return report
 
