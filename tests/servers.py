@@ -165,15 +165,6 @@ class TeamServers:
         return cls(Path(e["ENCLAVE_TEST_SERVERS_DIR"]), int(e["ENCLAVE_TEST_PG_PORT"]),
                    int(e["ENCLAVE_TEST_CHROMA_PORT"]), int(e["ENCLAVE_TEST_PROXY_PORT"]), Path(e["ENCLAVE_TEST_CA_FILE"]))
 
-    def stop_chroma(self) -> subprocess.Popen | None:
-        """For the server-down test: stop the Chroma server of a set this process started."""
-        for process in self.processes:
-            if "chroma" in " ".join(process.args):
-                process.terminate()
-                process.wait(30)
-                return process
-        return None
-
     def stop(self) -> None:
         for process in reversed(self.processes):
             if process.poll() is None:
