@@ -52,6 +52,19 @@ def default_llm_model() -> Path:
     return default_model_path()
 
 
+def dsn_host(dsn: str) -> str:
+    """host:port of a PostgreSQL connection string (key=value pairs or a postgresql:// URL),
+    read without libpq, for messages and the status bar."""
+    from urllib.parse import urlsplit
+
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    pairs = dict(item.split("=", 1) for item in dsn.split() if "=" in item)
+    host = pairs.get("host", "").strip("'\"") or pairs.get("hostaddr", "").strip("'\"") or "localhost"
+    return f"{host}:{pairs.get('port', '5432').strip(chr(39) + chr(34))}"
+
+
 @dataclass
 class TeamSettings:
     """The team's servers ([team] in settings.toml); all empty means no team collections.
@@ -96,8 +109,6 @@ class TeamSettings:
 
         out = []
         if self.postgres_dsn:
-            from .index.team import dsn_host
-
             out.append(dsn_host(self.postgres_dsn))
         if self.chroma_url:
             parts = urlsplit(self.chroma_url)

@@ -76,6 +76,12 @@ class Engine:
             self._team = open_team_index(self.settings.team)
         return self._team
 
+    def reset_team(self) -> None:
+        """Forget the team connection (settings changed); the next team call reconnects."""
+        if self._team is not None:
+            self._team.close()
+        self._team = None
+
     def _index_for(self, collection: str) -> Index:
         """Collections named team:NAME live in the team index, every other one here."""
         return self.team if collection.startswith(TEAM_PREFIX) else self.local
@@ -212,9 +218,11 @@ class Engine:
             if row is None:
                 continue
             if row["embed_model"] and row["embed_model"] != self.embedder.name:
+                remedy = ("Set the team's embedding model in Settings to search it."
+                          if name.startswith(TEAM_PREFIX) else "Index it again to rebuild it.")
                 raise EnclaveError(
                     f"Collection {name!r} was indexed with the embedding model {row['embed_model']}, "
-                    f"not {self.embedder.name}. Index it again to rebuild it."
+                    f"not {self.embedder.name}. {remedy}"
                 )
             retriever = Retriever(index, self.embedder)
             if vector is None:

@@ -23,9 +23,10 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from ..catalog import ChunkRow, DocumentRow
+from ..config import dsn_host
 from ..errors import EnclaveError
 from ..store import VectorStore
-from .base import DocumentWrite, vector_metadata
+from .base import DocumentWrite
 from .local import verify_store
 
 log = logging.getLogger(__name__)
@@ -138,17 +139,6 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def dsn_host(dsn: str) -> str:
-    """host:port of a libpq connection string or URL (for messages and the status bar)."""
-    try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        info = conninfo_to_dict(dsn)
-    except Exception:
-        return "the PostgreSQL server"
-    return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
-
-
 def _unprefixed(name: str) -> str:
     return name[len(PREFIX):] if name.startswith(PREFIX) else name
 
@@ -194,7 +184,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 class RemoteVectorStore(VectorStore):
-    """The same vector operations against a Chroma server reached through a TLS proxy."""
+    """The same vector operations against a Chroma server reached through a TLS proxy.
+
+    The server holds vectors keyed by chunk id and nothing else: no text, no path (the
+    proxy's token is shared by the team, so what a role may read is decided in PostgreSQL).
+    """
 
     write_batch = 256  # no Python lock is held across the network, so bigger batches pay
 
@@ -264,6 +258,15 @@ class RemoteVectorStore(VectorStore):
         except Exception as exc:
             raise self._unreachable(exc) from exc
 
+    def add(self, store_name: str, ids, vectors, metadatas=None) -> None:
+        collection = self._collection(store_name)
+        step = min(self.max_batch, self.write_batch)
+        try:
+            for start in range(0, len(ids), step):
+                collection.upsert(ids=list(ids[start:start + step]), embeddings=vectors[start:start + step])
+        except Exception as exc:
+            raise self._unreachable(exc) from exc
+
     @property
     def max_batch(self) -> int:
         if self._max_batch is None:
@@ -297,8 +300,9 @@ class TeamIndex:
 
     kind = "team"
 
-    def __init__(self, db, store: RemoteVectorStore, where: str):
+    def __init__(self, db, store: RemoteVectorStore, where: str, reconnect=None):
         self.db = db
+        self._reconnect = reconnect
         self.store = store
         self.where = where
         self._writer: int | None = None
@@ -334,8 +338,27 @@ class TeamIndex:
             )
 
     def _sql(self, query: str, params=()):
+        """One statement outside a transaction; once more on a new connection when the
+        server had dropped this one (every such statement here may run twice)."""
+        import psycopg
+
+        self._alive()
+        try:
+            return self.db.execute(query, params)
+        except psycopg.OperationalError:
+            if not self.db.broken or self._reconnect is None:
+                with self._errors():
+                    raise
+        self._alive()
         with self._errors():
             return self.db.execute(query, params)
+
+    def _alive(self) -> None:
+        """After the catalog server restarted, connect again. The old session's writer lock
+        went with it, so its journal is settled like any dead writer's."""
+        if (self.db.closed or self.db.broken) and self._reconnect is not None:
+            self.db = self._reconnect()
+            self._writer = None
 
     # --- collections -------------------------------------------------------------------
 
@@ -425,6 +448,7 @@ class TeamIndex:
 
     @contextmanager
     def _transaction(self):
+        self._alive()
         with self._errors(), self.db.transaction():
             yield self.db
 
@@ -499,10 +523,9 @@ class TeamIndex:
         bare, store_name = _unprefixed(collection), self._store_name(collection)
         self._ensure_writer()
         ids = [c.id for d in docs for c in d.chunks]
-        metadatas = [vector_metadata(d.path, c) for d in docs for c in d.chunks]
         with self._transaction():
             self._journal(bare, "add", ids)
-        self.store.add(store_name, ids, vectors, metadatas)
+        self.store.add(store_name, ids, vectors)  # vectors only: paths and text stay in the catalog
         stale: list[str] = []
         with self._transaction():
             self._lock_paths(bare, [d.path for d in docs])
@@ -674,7 +697,8 @@ def open_team_index(team) -> TeamIndex:
     db = connect_catalog(team.postgres_dsn, team.ca_file, team.timeout_s)
     store = RemoteVectorStore(team.chroma_url, token, team.ca_file, team.timeout_s)
     try:
-        return TeamIndex(db, store, dsn_host(team.postgres_dsn))
+        return TeamIndex(db, store, dsn_host(team.postgres_dsn),
+                         reconnect=lambda: connect_catalog(team.postgres_dsn, team.ca_file, team.timeout_s))
     except BaseException:
         db.close()
         raise

@@ -42,6 +42,18 @@ def test_a_team_collection_is_written_by_one_member_and_searched_by_another(team
     again = alice.index_all([folder], collection="team:handbook")
     assert again.indexed == 1 and again.chunks_removed >= 1
     assert not [h for h in bob.search("walrus1", "team:handbook", k=10) if "walrus1" in h.text]
+    # The vector server holds vectors by chunk id, no path and no text.
+    import chromadb
+
+    direct = chromadb.HttpClient(host="127.0.0.1", port=team.servers.chroma_port)
+    store = direct.get_collection(alice.team.collection("team:handbook")["store_name"])
+    got = store.get(include=["metadatas", "documents"])
+    assert len(got["ids"]) == 4 and not any(got["metadatas"]) and not any(got["documents"])
+    # A catalog connection that the server dropped is made again on the next call.
+    db = team.admin()
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (team.role("bob"),))
+    db.close()
+    assert bob.search("walrus2", "team:handbook", k=1)[0].path.endswith("policy2.txt")
     verify = bob.verify()
     assert verify["consistent"], verify
     team_entry = [c for c in verify["collections"] if c["collection"] == "team:handbook"][0]
