@@ -6,6 +6,7 @@ thread (the window's single engine worker, or the CLI's main thread) calls it.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +31,8 @@ from .types import SETTLED, Hit, IndexReport, Progress
 if TYPE_CHECKING:  # the indexer, parsers and reader pool load on the first index run
     from .indexer import Indexer
     from .parsing import ParseLimits, ParsePool
+
+log = logging.getLogger(__name__)
 
 WELCOME_DIR = Path(__file__).resolve().parents[1] / "assets" / "welcome"
 WELCOME_COLLECTION = "Welcome"
@@ -74,6 +77,10 @@ class Engine:
             from .index.team import open_team_index
 
             self._team = open_team_index(self.settings.team)
+            try:  # what a killed member left half written is settled by the next one to connect
+                self._team.recover()
+            except EnclaveError as exc:
+                log.warning("team journal not settled: %s", exc)
         return self._team
 
     def reset_team(self) -> None:

@@ -218,3 +218,31 @@ def test_the_client_contacts_only_the_configured_hosts(team, tmp_path, folder, m
     # libpq's socket reaches the catalog; nothing else is open.
     assert seen == {("127.0.0.1", team.servers.proxy_port)}
     assert opened[("127.0.0.1", team.servers.pg_port)] >= 1 and set(opened) <= configured
+
+
+def test_the_next_member_to_connect_takes_back_what_a_dead_writer_left(team, tmp_path, folder):
+    import numpy as np
+
+    from rag.index.team import open_team_index
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    store_name = alice.team.collection("team:handbook")["store_name"]
+    # A writer that journaled and wrote two vectors, then died before its chunks committed.
+    dying = open_team_index(team.settings("alice").team)
+    dying.prepare_collection("team:handbook", "fake-hash-embedder", 64)
+    with dying._transaction():
+        dying._journal("handbook", "add", ["dead-0", "dead-1"])
+    dying.store.add(store_name, ["dead-0", "dead-1"], np.eye(2, 64, dtype=np.float32))
+    # While it lives, nobody touches its journal ...
+    assert alice.team.recover()["vectors_taken_back"] == 0
+    assert {"dead-0", "dead-1"} <= set(alice.team.store.all_ids(store_name))
+    assert alice.verify()["consistent"]  # in flight, not orphans
+    dying.db.close()  # ... once its session is gone, the next member to connect settles it
+    alice.close()
+    again = _engine(team, tmp_path, "alice")
+    ids = set(again.team.store.all_ids(store_name))
+    assert not {"dead-0", "dead-1"} & ids and len(ids) == 4
+    report = again.verify()
+    assert report["consistent"] and report["team_recovered"] == {"vectors_taken_back": 0, "deletions_finished": 0}
+    again.close()
