@@ -77,16 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the owner's PostgreSQL connection string (default: $ENCLAVE_TEAM_ADMIN_DSN)")
     p.add_argument("--ca-file", default="", help="the CA that signed the PostgreSQL server's certificate")
     admin = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    admin.add_parser("migrate", help="create or update the team catalog's tables, policies and member role")
-    a = admin.add_parser("create", help="create a team collection")
-    a.add_argument("name")
-    a = admin.add_parser("grant", help="let a role (a person or a group) see a collection, or add to it")
-    a.add_argument("name")
-    a.add_argument("role")
-    a.add_argument("--write", action="store_true", help="the role may also add and remove documents")
-    a = admin.add_parser("revoke", help="take a collection away from a role")
-    a.add_argument("name")
-    a.add_argument("role")
+    actions = {
+        "migrate": admin.add_parser("migrate", help="create or update the team catalog's tables, policies and member role"),
+        "create": admin.add_parser("create", help="create a team collection"),
+        "grant": admin.add_parser("grant", help="let a role (a person or a group) see a collection, or add to it"),
+        "revoke": admin.add_parser("revoke", help="take a collection away from a role"),
+    }
+    for name, a in actions.items():
+        _common(a, suppress=True)
+        if name != "migrate":
+            a.add_argument("name")
+        if name in ("grant", "revoke"):
+            a.add_argument("role")
+    actions["grant"].add_argument("--write", action="store_true", help="the role may also add and remove documents")
 
     p = sub.add_parser("doctor", help="check the data folder at start-up depth; offer a rebuild")
     _common(p, suppress=True)

@@ -191,3 +191,51 @@ def test_two_members_indexing_the_same_files_at_once_end_with_one_copy(team, tmp
     report = as_json(cli(members[0], "verify", "--json"))
     entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
     assert report["consistent"] and entry["chunks"] == entry["vectors"], entry
+
+
+def test_an_administrator_sets_up_a_team_with_enclave_cli(team_servers, tmp_path, monkeypatch):
+    """The README's admin steps, as a catalog owner that is no superuser."""
+    import secrets
+
+    from psycopg import sql
+
+    from rag.config import Settings, TeamSettings
+    from rag.index.team import connect_catalog
+
+    suffix = secrets.token_hex(4)
+    owner, member, dbname = f"owner_{suffix}", f"carol_{suffix}", f"enclave_admin_{suffix}"
+    root = connect_catalog(team_servers.dsn())
+    root.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD 'owner-pw'").format(sql.Identifier(owner)))
+    root.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'carol-pw'").format(sql.Identifier(member)))
+    root.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner)))
+    try:
+        admin = tmp_path / "admin"
+        monkeypatch.setenv("ENCLAVE_TEAM_ADMIN_DSN", team_servers.dsn(owner, "owner-pw", dbname))
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 1}
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 1}  # idempotent
+        created = as_json(cli(admin, "team-admin", "create", "wiki", "--json"))
+        assert created["collection"] == "team:wiki" and created["store_name"].startswith("enclave_team_")
+        cli(admin, "team-admin", "grant", "wiki", member, "--write")
+
+        carol = tmp_path / "carol"
+        carol.mkdir()
+        monkeypatch.setenv("ENCLAVE_TEAM_TOKEN", team_servers.token)
+        Settings(team=TeamSettings(postgres_dsn=team_servers.dsn(member, "carol-pw", dbname),
+                                   chroma_url=team_servers.proxy_url, token_env="ENCLAVE_TEAM_TOKEN",
+                                   ca_file=str(team_servers.ca_file))).save(carol)
+        status = as_json(cli(carol, "team", "--json"))
+        assert status["collections"] == ["team:wiki"]
+        assert status["vectors"] == f"127.0.0.1:{team_servers.proxy_port}"
+        page = tmp_path / "wiki"
+        page.mkdir()
+        (page / "onboarding.md").write_text("# Onboarding\n\nNew starters collect their badge from reception on day one.\n")
+        assert as_json(cli(carol, "index", str(page), "--collection", "team:wiki", "--json"))["indexed"] == 1
+        hits = as_json(cli(carol, "search", "where do I get my badge", "--collection", "team:wiki", "--json"))
+        assert hits[0]["path"] == str(page / "onboarding.md")
+        cli(admin, "team-admin", "revoke", "wiki", member)
+        assert as_json(cli(carol, "search", "badge", "--collection", "team:wiki", "--json")) == []
+    finally:
+        root.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        root.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(member)))
+        root.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
+        root.close()
