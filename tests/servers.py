@@ -231,7 +231,10 @@ https://127.0.0.1:{port} {{
 """
 
 
-def start_proxy(folder: Path, certs: dict[str, Path], port: int, upstream: int, token: str) -> subprocess.Popen:
+def start_proxy(folder: Path, certs: dict[str, Path], port: int, upstream: int, token: str,
+                ready_status: int = 200) -> subprocess.Popen:
+    """Caddy on 127.0.0.1:port in front of upstream; ready once a request with the token gets
+    ready_status (502 for a proxy whose upstream is down on purpose)."""
     caddyfile = folder / "Caddyfile"
     caddyfile.write_text(CADDYFILE.format(storage=folder / "caddy", log=folder / "caddy-access.log", port=port,
                                           cert=certs["cert"], key=certs["key"], token=token, upstream=upstream))
@@ -244,7 +247,7 @@ def start_proxy(folder: Path, certs: dict[str, Path], port: int, upstream: int, 
     url = f"https://127.0.0.1:{port}/api/v2/heartbeat"
     context = ssl.create_default_context(cafile=str(certs["ca"]))
     wait_until(lambda: httpx.get(url, timeout=2, verify=context,
-                                 headers={"Authorization": f"Bearer {token}"}).status_code == 200,
+                                 headers={"Authorization": f"Bearer {token}"}).status_code == ready_status,
                60, "the TLS proxy", process)
     return process
 

@@ -242,9 +242,11 @@ class RemoteVectorStore(VectorStore):
             session.timeout = httpx.Timeout(self._timeout_s, read=max(self._timeout_s, 60.0))
 
     def _unreachable(self, exc: BaseException) -> EnclaveError:
-        detail = _first_line(exc)
-        if _http_status(exc) in (401, 403):
+        detail, status = _first_line(exc), _http_status(exc)
+        if status in (401, 403):
             why = f"it refused this member's token ({detail}); check the variable named in settings' team.token_env"
+        elif status is not None and status >= 500:  # the proxy answers, the Chroma server behind it does not
+            why = f"it cannot be reached (the proxy answered HTTP {status})"
         else:
             why = f"it cannot be reached ({detail})"
         return EnclaveError(f"The team vector server at {self.where}: {why}. "

@@ -246,3 +246,25 @@ def test_the_next_member_to_connect_takes_back_what_a_dead_writer_left(team, tmp
     report = again.verify()
     assert report["consistent"] and report["team_recovered"] == {"vectors_taken_back": 0, "deletions_finished": 0}
     again.close()
+
+
+def test_a_chroma_server_down_behind_a_live_proxy_is_a_clear_message(team, tmp_path, folder):
+    from tests.servers import free_port, start_proxy
+
+    servers = team.servers
+    certs = {"cert": servers.folder / "server.pem", "key": servers.folder / "server.key", "ca": servers.ca_file}
+    proxy_dir = tmp_path / "proxy"
+    proxy_dir.mkdir()
+    port = free_port()
+    proxy = start_proxy(proxy_dir, certs, port, free_port(), servers.token, ready_status=502)  # nothing behind it
+    engine = Engine(tmp_path / "data-502", embedder=HashEmbedder(),
+                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}"))
+    try:
+        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached "
+                                               "\\(the proxy answered HTTP 502\\)"):
+            engine.search("walrus1", "team:handbook")
+        assert engine.index_all([folder], collection="mine").indexed == 4
+    finally:
+        engine.close()
+        proxy.kill()
+        proxy.wait(30)
