@@ -217,13 +217,15 @@ class RemoteVectorStore(VectorStore):
             parts = urlsplit(self.url)
             https = parts.scheme == "https"
             settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+            verify = True
             if https and self._ca_file:
                 import ssl
 
                 # A context rather than a path: httpx deprecates verify=<path>.
-                settings.chroma_server_ssl_verify = ssl.create_default_context(
-                    cafile=os.path.expanduser(self._ca_file))
+                verify = ssl.create_default_context(cafile=os.path.expanduser(self._ca_file))
+                settings.chroma_server_ssl_verify = verify
             headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+            self._preflight(headers, verify)
             try:
                 client = chromadb.HttpClient(host=parts.hostname, port=parts.port or (443 if https else 80),
                                              ssl=https, headers=headers, settings=settings)
@@ -232,6 +234,19 @@ class RemoteVectorStore(VectorStore):
             self._bound_waits(client)
             self._client = client
         return self._client
+
+    def _preflight(self, headers, verify) -> None:
+        """One heartbeat within the time limit before Chroma's client (which waits without
+        limit) is built: a host that does not answer is a message in seconds, not a hang."""
+        import httpx
+
+        url = self.url.rstrip("/") + "/api/v2/heartbeat"
+        try:
+            response = httpx.get(url, headers=headers, verify=verify, timeout=self._timeout_s,
+                                 follow_redirects=False, trust_env=False)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from exc
 
     def _bound_waits(self, client) -> None:
         # Chroma's HTTP client waits without limit; a member must not hang on a dead server.
@@ -275,14 +290,36 @@ class RemoteVectorStore(VectorStore):
             self._max_batch = int(self.client.get_max_batch_size())
         return self._max_batch
 
+    @contextmanager
+    def _guard(self):
+        try:
+            yield
+        except EnclaveError:
+            raise
+        except Exception as exc:  # the server went away mid-session
+            raise self._unreachable(exc) from exc
+
+    def query(self, store_name, vector, k):
+        with self._guard():
+            return super().query(store_name, vector, k)
+
+    def vectors(self, store_name, ids):
+        with self._guard():
+            return super().vectors(store_name, ids)
+
+    def delete(self, store_name, ids) -> None:
+        with self._guard():
+            super().delete(store_name, ids)
+
     def all_ids(self, store_name: str) -> list[str]:
         collection = self._collection(store_name)
         ids: list[str] = []
-        while True:
-            got = collection.get(include=[], limit=5000, offset=len(ids))["ids"]
-            ids += got
-            if len(got) < 5000:
-                return ids
+        with self._guard():
+            while True:
+                got = collection.get(include=[], limit=5000, offset=len(ids))["ids"]
+                ids += got
+                if len(got) < 5000:
+                    return ids
 
     def heartbeat(self) -> None:
         try:

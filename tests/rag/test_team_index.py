@@ -268,3 +268,22 @@ def test_a_chroma_server_down_behind_a_live_proxy_is_a_clear_message(team, tmp_p
         engine.close()
         proxy.kill()
         proxy.wait(30)
+
+
+def test_a_vector_server_that_never_answers_is_a_message_within_the_time_limit(team, tmp_path):
+    import time
+
+    silent = socket.socket()  # accepts connections (the kernel does) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    engine = Engine(tmp_path / "data-silent", embedder=HashEmbedder(),
+                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}", timeout_s=2.0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached"):
+            engine.search("walrus1", "team:handbook")
+        assert time.monotonic() - started < 30
+    finally:
+        engine.close()
+        silent.close()
