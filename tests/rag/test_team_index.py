@@ -287,3 +287,20 @@ def test_a_vector_server_that_never_answers_is_a_message_within_the_time_limit(t
     finally:
         engine.close()
         silent.close()
+
+
+def test_removed_and_deleted_files_leave_the_team_collection_with_their_vectors(team, tmp_path, folder):
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    store_name = alice.team.collection("team:handbook")["store_name"]
+    assert alice.remove([folder / "policy0.txt"], "team:handbook") == [str(folder / "policy0.txt")]
+    (folder / "policy3.txt").unlink()
+    report = alice.index_all([folder], collection="team:handbook")
+    assert report.removed_documents == 1 and report.unchanged == 2 and report.indexed == 1  # policy0 again
+    alice.remove([folder / "policy1.txt"], "team:handbook")
+    assert sorted(d.path for d in alice.documents("team:handbook")) == [str(folder / "policy0.txt"),
+                                                                         str(folder / "policy2.txt")]
+    assert len(alice.team.store.all_ids(store_name)) == alice.team.count_chunks("team:handbook") == 2
+    assert alice.search("walrus3", "team:handbook", k=5)[0].path.endswith(("policy0.txt", "policy2.txt"))
+    assert alice.verify()["consistent"]
+    alice.close()
