@@ -304,3 +304,28 @@ def test_removed_and_deleted_files_leave_the_team_collection_with_their_vectors(
     assert alice.search("walrus3", "team:handbook", k=5)[0].path.endswith(("policy0.txt", "policy2.txt"))
     assert alice.verify()["consistent"]
     alice.close()
+
+
+def test_a_collection_granted_to_a_group_role_is_seen_by_its_members(team, tmp_path, folder):
+    from psycopg import sql
+
+    from rag.index import team as team_db
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:board")
+    group = team.role("staff")
+    db = team.admin()
+    db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+    try:
+        team_db.grant(db, "board", group)
+        bob = _engine(team, tmp_path, "bob")
+        assert bob.search("walrus1", "team:board", k=1) == []  # not in the group yet
+        db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(team.role("bob"))))
+        assert bob.search("walrus1", "team:board", k=1)[0].path.endswith("policy1.txt")
+        assert sorted(bob.team_collections()) == ["team:board", "team:handbook"]
+        bob.close()
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(group)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(group)))
+        db.close()
+        alice.close()
