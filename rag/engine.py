@@ -54,6 +54,7 @@ class Engine:
         self.settings = settings or Settings.load(self.data_dir)
         self.local = LocalIndex(self.data_dir)
         self._team: Index | None = None  # opened on the first use of a team collection
+        self._team_settled: dict[str, int] = {}  # what connecting to it settled (verify reports it)
         self._embedder = embedder  # built lazily from settings unless given (unit tests)
         self._chat_model: ChatModel | None = None
         self._model_sha256: str | None = None
@@ -78,7 +79,7 @@ class Engine:
 
             self._team = open_team_index(self.settings.team)
             try:  # what a killed member left half written is settled by the next one to connect
-                self._team.recover()
+                self._team_settled = self._team.recover()
             except EnclaveError as exc:
                 log.warning("team journal not settled: %s", exc)
         return self._team
@@ -356,7 +357,8 @@ class Engine:
                 report["team_error"] = str(exc)
             else:
                 report["collections"] += shared["collections"]
-                report["team_recovered"] = shared["recovered"]
+                settled, self._team_settled = self._team_settled, {}
+                report["team_recovered"] = {key: n + settled.get(key, 0) for key, n in shared["recovered"].items()}
         report["consistent"] = report["fts_consistent"] and all(c["consistent"] for c in report["collections"])
         return report
 

@@ -138,15 +138,22 @@ def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, t
     expected = _team_chunks(alice, "team:reference")
     assert expected > 100
 
+    # The kills land while the client writes to the servers: once its vectors are journaled
+    # (it is sending them to Chroma, or about to commit their chunks), after a random delay.
+    db = team.admin()
+
+    def journaled() -> int:
+        return db.execute("SELECT count(*) FROM enclave_journal WHERE collection = 'handbook'").fetchone()[0]
+
     rng = random.Random(20261130)
     kills = 0
     settled = []
     for _ in range(3):
         cmd, env = _cmd(alice, "index", str(folder), "--collection", "team:handbook", "--json")
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        target = rng.uniform(0.3, 0.7) * work
-        while proc.poll() is None and (_cpu_s(proc.pid) or 0.0) < target:
-            time.sleep(0.02)
+        while proc.poll() is None and journaled() == 0:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.15))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
@@ -156,8 +163,11 @@ def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, t
         entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
         assert check.returncode == 0 and report["consistent"], report
         assert entry["missing_vectors"] == entry["orphan_vectors"] == 0
+        assert journaled() == 0  # the dead writer's journal is settled
         settled.append((entry["chunks"], report["team_recovered"]))
-    assert kills >= 2, f"the kills must land while indexing runs (a whole run used {work:.1f} s of CPU)"
+    db.close()
+    assert kills >= 2, f"the kills must land while the client writes (a whole run used {work:.1f} s of CPU)"
+    assert sum(r["vectors_taken_back"] for _, r in settled) > 0, settled
 
     final = cli(alice, "index", str(folder), "--collection", "team:handbook", "--json")
     assert final.returncode == 0, final.stderr
