@@ -52,16 +52,26 @@ def library(collection: str | None):
 
 
 def _library(collection, engine, job) -> dict:
+    from rag.errors import EnclaveError
+
     names = engine.collections()
     if DEFAULT_COLLECTION not in names:
         engine.create_collection(DEFAULT_COLLECTION)
         names = engine.collections()
+    team_error = None
+    if engine.settings.team.configured:  # the team's collections this member may see
+        try:
+            names = names + engine.team_collections()
+        except EnclaveError as exc:
+            team_error = str(exc)
     chosen = collection if collection in names else DEFAULT_COLLECTION
     return {
         "collections": names,
         "collection": chosen,
         "documents": [d.to_json() for d in engine.documents(chosen)],
         "stats": engine.stats(),
+        "team_hosts": engine.settings.team.hosts(),
+        "team_error": team_error,
     }
 
 
@@ -193,12 +203,29 @@ def _apply_settings(new, data_dir, reload, reindex, engine, job):
                 engine.remove(paths, name)
                 yield from engine.index(paths, name, should_stop=job.should_stop)
     else:
+        if engine.settings.team != new.team:
+            engine.reset_team()
         engine.settings = new
         if reload:
             engine.use_model(None)
     info = engine.load_model() if (reload or reindex) else None
     freeze_heap()
     yield {"model": info}
+
+
+def test_team(team):
+    """Reach the team servers named in (unsaved) settings: where they are and what this role sees."""
+    return partial(_test_team, team)
+
+
+def _test_team(team, engine, job) -> dict:
+    from rag.index.team import open_team_index
+
+    index = open_team_index(team)
+    try:
+        return index.test_connection()
+    finally:
+        index.close()
 
 
 def _title(question: str) -> str:

@@ -230,6 +230,8 @@ class MainWindow(QMainWindow):
             self.bridge.report(str(exc))
             return
         dialog = SettingsDialog(current, str(self.data_dir), self)
+        if hasattr(dialog, "team_test_requested"):
+            dialog.team_test_requested.connect(lambda team: self._test_team(dialog, team))
         if dialog.exec() and dialog.result_settings() is not None:
             new = dialog.result_settings()
             reload, reindex = what_changes(current, new)
@@ -239,7 +241,16 @@ class MainWindow(QMainWindow):
                             name="index" if reindex else "settings",
                             on_progress=self._on_index_progress,
                             on_result=lambda r: r.get("model") and self._on_model_loaded(r["model"]),
-                            on_finished=self._on_index_job_finished)
+                            on_finished=self._on_index_job_finished)  # refreshes the library, team too
+
+    def _test_team(self, dialog, team) -> None:
+        def reached(info: dict) -> None:
+            seen = ", ".join(info["collections"]) or "no team collection granted to you yet"
+            dialog.show_team_result(f"Connected: catalog {info['catalog']}, vectors {info['vectors']}. "
+                                    f"You see: {seen}.")
+
+        self.client.run(jobs.test_team(team), name="team_test", on_result=reached,
+                        on_failed=dialog.show_team_result)
 
     # --- indexing ------------------------------------------------------------------------
 
@@ -309,6 +320,7 @@ class MainWindow(QMainWindow):
             self.library.blockSignals(False)
         self.library.set_documents(data["documents"])
         self.status.set_stats(data["stats"])
+        self.status.set_team(data.get("team_hosts") or [], data.get("team_error"))
         self.library_refreshed.emit()
 
     def _library_change(self, fn, select: str | None = None) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout,
-    QLabel, QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QLabel, QLineEdit, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget,
 )
 
-from rag.config import Settings
+from rag.config import Settings, TeamSettings
 from rag.errors import EnclaveError
 
 RELOAD_FIELDS = ("llm_model", "gpu_layers", "context_size", "llm_endpoint", "llm_api_key_env",
@@ -29,6 +29,9 @@ def what_changes(old: Settings, new: Settings) -> tuple[bool, bool]:
 
 
 class SettingsDialog(QDialog):
+    # The window runs the test where the engine lives and answers with show_team_result().
+    team_test_requested = Signal(object)  # TeamSettings
+
     def __init__(self, settings: Settings, data_dir: str, parent=None):
         super().__init__(parent)
         self.setObjectName("settingsDialog")
@@ -106,6 +109,12 @@ class SettingsDialog(QDialog):
         form.addRow("Scanned pages", self.ocr)
         form.addRow("Data folder", folder)
 
+        general = QWidget()
+        general.setLayout(form)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(general, "General")
+        self.tabs.addTab(self._team_page(settings.team), "Team")
+
         self.message = QLabel()
         self.message.setObjectName("settingsMessage")
         self.message.setWordWrap(True)
@@ -116,12 +125,85 @@ class SettingsDialog(QDialog):
             field.currentIndexChanged.connect(self._on_changed)
         for field in (self.context, self.gpu_layers, self.top_k, self.chunk, self.temperature):
             field.valueChanged.connect(self._on_changed)
-        for field in (self.endpoint, self.key_env):
+        for field in (self.endpoint, self.key_env, self.team_dsn, self.team_url, self.team_token_env,
+                      self.team_ca):
             field.textChanged.connect(self._on_changed)
         layout = QVBoxLayout(self)
-        layout.addLayout(form)
+        layout.addWidget(self.tabs)
         layout.addWidget(self.message)
         layout.addWidget(buttons)
+
+    def _team_page(self, team: TeamSettings) -> QWidget:
+        def line(value, name, placeholder, object_name):
+            edit = QLineEdit(value)
+            edit.setObjectName(object_name)
+            edit.setAccessibleName(name)
+            edit.setPlaceholderText(placeholder)
+            return edit
+
+        self.team_dsn = line(team.postgres_dsn, "Team catalog (PostgreSQL connection string)",
+                             "host=db.internal dbname=enclave user=alice sslmode=verify-full", "teamCatalog")
+        self.team_url = line(team.chroma_url, "Team vector server address", "https://vectors.internal:8443",
+                             "teamVectors")
+        self.team_token_env = line(team.token_env, "Environment variable holding the team's token",
+                                   "e.g. ENCLAVE_TEAM_TOKEN (the token itself is never stored)", "teamTokenVariable")
+        self.team_ca = line(team.ca_file, "CA file for the team servers' certificates", "/etc/enclave/team-ca.pem",
+                            "teamCaFile")
+        ca_button = QPushButton("Choose…")
+        ca_button.setAccessibleName("Choose the CA file")
+        ca_button.clicked.connect(self._on_choose_ca_clicked)
+        self.team_test = QPushButton("Test connection")
+        self.team_test.setObjectName("teamTest")
+        self.team_test.clicked.connect(self._on_team_test_clicked)
+        self.team_result = QLabel("")
+        self.team_result.setObjectName("teamResult")
+        self.team_result.setWordWrap(True)
+        note = QLabel("Collections named team:NAME are stored on these servers, and only there. "
+                      "Documents in your other collections never leave this machine. "
+                      "Your PostgreSQL password comes from PGPASSWORD or ~/.pgpass.")
+        note.setWordWrap(True)
+        form = QFormLayout()
+        form.addRow("Catalog (PostgreSQL)", self.team_dsn)
+        form.addRow("Vectors (Chroma)", self.team_url)
+        form.addRow("Token variable", self.team_token_env)
+        form.addRow("CA file", _pair(self.team_ca, ca_button))
+        form.addRow("", self.team_test)
+        form.addRow("", self.team_result)
+        form.addRow(note)
+        page = QWidget()
+        page.setLayout(form)
+        return page
+
+    def chosen_team(self) -> TeamSettings:
+        return dataclasses.replace(
+            self._original.team,
+            postgres_dsn=self.team_dsn.text().strip(),
+            chroma_url=self.team_url.text().strip(),
+            token_env=self.team_token_env.text().strip(),
+            ca_file=self.team_ca.text().strip(),
+        )
+
+    def show_team_result(self, text: str) -> None:
+        self.team_test.setEnabled(True)
+        self.team_result.setText(text)
+
+    @Slot()
+    def _on_team_test_clicked(self) -> None:
+        team = self.chosen_team()
+        problems = team.problems() if team.configured else ["Fill in the catalog and the vector server first."]
+        if problems:
+            self.team_result.setText("; ".join(problems))
+            return
+        self.team_test.setEnabled(False)
+        self.team_result.setText("Connecting…")
+        self.team_test_requested.emit(team)
+
+    @Slot()
+    def _on_choose_ca_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose the team's CA file", str(Path.home()),
+                                              "Certificates (*.pem *.crt);;All files (*)")
+        if path:
+            self.team_ca.setText(path)
 
     def _spin(self, low, high, value, name, step=1) -> QSpinBox:
         spin = QSpinBox()
@@ -146,6 +228,7 @@ class SettingsDialog(QDialog):
             llm_endpoint=self.endpoint.text().strip(),
             llm_api_key_env=self.key_env.text().strip(),
             ocr=self.ocr.isChecked(),
+            team=self.chosen_team(),
         )
 
     def result_settings(self) -> Settings | None:

@@ -22,6 +22,10 @@ class StatusBarWidget(QStatusBar):
         self.device.setObjectName("statusDevice")
         self.counts = QLabel("")
         self.counts.setObjectName("statusCounts")
+        self.team = QLabel("")
+        self.team.setObjectName("statusTeam")
+        self.team.setAccessibleName("Team servers in use")
+        self.team.hide()
         self.privacy_icon = QLabel()
         self.privacy_icon.setPixmap(app_icon().pixmap(16, 16))
         self.privacy = QLabel(PRIVACY)
@@ -30,6 +34,7 @@ class StatusBarWidget(QStatusBar):
         self.addWidget(self.model)
         self.addWidget(self.device)
         self.addWidget(self.counts)
+        self.addPermanentWidget(self.team)
         self.addPermanentWidget(self.privacy_icon)
         self.addPermanentWidget(self.privacy)
 
@@ -59,3 +64,14 @@ class StatusBarWidget(QStatusBar):
 
     def set_stats(self, stats: dict) -> None:
         self.counts.setText(f"{stats.get('documents', 0)} documents · {stats.get('chunks', 0)} chunks")
+
+    def set_team(self, hosts: list[str], problem: str | None = None) -> None:
+        """Name the team servers in use (none: hidden); a problem reaching them goes in the tip."""
+        if not hosts:
+            self.team.hide()
+            return
+        where = ", ".join(hosts)
+        self.team.setText(f"Team: {where}" + (" (unreachable)" if problem else ""))
+        self.team.setToolTip(problem or f"Team collections (team:NAME) are stored on {where} and go nowhere else; "
+                             "documents in local collections never leave this machine.")
+        self.team.show()

@@ -35,14 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="index files and folders (incremental)")
     _common(p, suppress=True)
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--collection", default="default")
+    p.add_argument("--collection", default="default", help="a local collection, or team:NAME on the team's servers")
     p.add_argument("--password-file", metavar="F", help="a file with one PDF password per line, tried in order")
 
     p = sub.add_parser("search", help="hybrid search over indexed documents")
     _common(p, suppress=True)
     p.add_argument("question")
     p.add_argument("-k", type=int, default=None, help="number of sources (default: top_k from settings)")
-    p.add_argument("--collection", default="default")
+    _collections(p)
 
     p = sub.add_parser("docs", help="list documents and their state")
     _common(p, suppress=True)
@@ -59,13 +59,37 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p, suppress=True)
         if name == "ask":
             p.add_argument("question")
-        p.add_argument("--collection", default="default")
+        _collections(p)
         p.add_argument("--model", metavar="PATH", help="a GGUF model file (default: settings, else the bundled one)")
         p.add_argument("-k", type=int, default=None, help="sources to retrieve (default: top_k from settings)")
 
     p = sub.add_parser("verify", help="check the index against the vector store (and repair it)")
     _common(p, suppress=True)
     p.add_argument("--repair", action="store_true", help="re-embed missing vectors, delete orphans, rebuild FTS")
+    p.add_argument("--local-only", action="store_true", help="skip the team collections")
+
+    p = sub.add_parser("team", help="the team's servers: test the connection, list the collections you may see")
+    _common(p, suppress=True)
+
+    p = sub.add_parser("team-admin", help="administer the team catalog (as the role that owns it)")
+    _common(p, suppress=True)
+    p.add_argument("--admin-dsn", default=os.environ.get("ENCLAVE_TEAM_ADMIN_DSN"),
+                   help="the owner's PostgreSQL connection string (default: $ENCLAVE_TEAM_ADMIN_DSN)")
+    p.add_argument("--ca-file", default="", help="the CA that signed the PostgreSQL server's certificate")
+    admin = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    actions = {
+        "migrate": admin.add_parser("migrate", help="create or update the team catalog's tables, policies and member role"),
+        "create": admin.add_parser("create", help="create a team collection"),
+        "grant": admin.add_parser("grant", help="let a role (a person or a group) see a collection, or add to it"),
+        "revoke": admin.add_parser("revoke", help="take a collection away from a role"),
+    }
+    for name, a in actions.items():
+        _common(a, suppress=True)
+        if name != "migrate":
+            a.add_argument("name")
+        if name in ("grant", "revoke"):
+            a.add_argument("role")
+    actions["grant"].add_argument("--write", action="store_true", help="the role may also add and remove documents")
 
     p = sub.add_parser("doctor", help="check the data folder at start-up depth; offer a rebuild")
     _common(p, suppress=True)
@@ -88,9 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _collections(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--collection", action="append", default=None, metavar="NAME",
+                   help="a collection to search (repeat for several, local and team:NAME together; default: default)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("search", "ask", "chat"):
+        args.collection = args.collection or ["default"]
     logging.basicConfig(level=logging.WARNING, format="enclave: %(message)s")
     if getattr(args, "k", None) is not None and not 1 <= args.k <= 100:
         parser.error("-k must be between 1 and 100")
@@ -300,7 +331,7 @@ def cmd_chat(args) -> int:
     engine = _engine(args)
     if args.model:
         engine.use_model(args.model)
-    print(f"Enclave chat on collection {args.collection!r}: ask a question, Ctrl-D to leave, Ctrl-C stops an answer.",
+    print(f"Enclave chat on {', '.join(args.collection)}: ask a question, Ctrl-D to leave, Ctrl-C stops an answer.",
           file=sys.stderr)
     info = engine.load_model()
     print(f"model: {info['path']} ({'GPU' if info['gpu_layers'] else 'CPU'})", file=sys.stderr)
@@ -421,16 +452,62 @@ def _print_eval(report: dict, chosen: dict) -> None:
 
 
 def cmd_verify(args) -> int:
-    report = _engine(args).verify(repair=args.repair)
+    report = _engine(args).verify(repair=args.repair, team=False if args.local_only else None)
     lines = [f"{'consistent' if report['consistent'] else 'INCONSISTENT'}"
              f" (FTS {'ok' if report['fts_consistent'] else 'out of step'})"]
     for c in report["collections"]:
         lines.append(f"  {c['collection']}: {c['chunks']} chunks, {c['vectors']} vectors, "
                      f"{c['missing_vectors']} missing, {c['orphan_vectors']} orphans")
     _emit(args, report, "\n".join(lines))
+    if report.get("team_error"):
+        print(f"enclave-cli: {report['team_error']}", file=sys.stderr)
+        return 1
     if not report["consistent"]:
         print("enclave-cli: the index is inconsistent; run enclave-cli verify --repair", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_team(args) -> int:
+    engine = _engine(args)
+    info = engine.team_status()
+    human = (f"catalog {info['catalog']}, vectors {info['vectors']}: reached\n"
+             + ("\n".join(f"  {name}" for name in info["collections"]) or "  (no team collection granted to you)"))
+    _emit(args, info, human)
+    return 0
+
+
+def cmd_team_admin(args) -> int:
+    from .index import team
+
+    if not args.admin_dsn:
+        raise EnclaveError("Give the owner's connection string with --admin-dsn or ENCLAVE_TEAM_ADMIN_DSN.")
+    db = team.connect_catalog(args.admin_dsn, args.ca_file)
+    try:
+        if args.action == "migrate":
+            data = {"schema": team.migrate(db)}
+            human = f"team catalog at schema {data['schema']}"
+        elif args.action == "create":
+            data = {"collection": "team:" + args.name.removeprefix("team:"),
+                    "store_name": team.create_collection(db, args.name)}
+            human = f"created {data['collection']} (vectors in {data['store_name']})"
+        elif args.action == "grant":
+            team.grant(db, args.name, args.role, args.write)
+            data = {"collection": args.name, "role": args.role, "write": args.write}
+            human = f"{args.role} may {'read and write' if args.write else 'read'} {args.name}"
+        else:
+            team.revoke(db, args.name, args.role)
+            data = {"collection": args.name, "role": args.role, "revoked": True}
+            human = f"{args.role} no longer sees {args.name}"
+    except Exception as exc:
+        import psycopg
+
+        if isinstance(exc, psycopg.Error):
+            raise EnclaveError(f"The team catalog refused: {str(exc).strip().splitlines()[0]}") from exc
+        raise
+    finally:
+        db.close()
+    _emit(args, data, human)
     return 0
 
 
@@ -468,6 +545,7 @@ def _data_dir(args):
 COMMANDS = {
     "index": cmd_index, "search": cmd_search, "docs": cmd_docs, "remove": cmd_remove,
     "ask": cmd_ask, "chat": cmd_chat, "eval": cmd_eval, "verify": cmd_verify, "doctor": cmd_doctor,
+    "team": cmd_team, "team-admin": cmd_team_admin,
 }
 
 

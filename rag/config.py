@@ -52,6 +52,70 @@ def default_llm_model() -> Path:
     return default_model_path()
 
 
+def dsn_host(dsn: str) -> str:
+    """host:port of a PostgreSQL connection string (key=value pairs or a postgresql:// URL),
+    read without libpq, for messages and the status bar."""
+    from urllib.parse import urlsplit
+
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    pairs = dict(item.split("=", 1) for item in dsn.split() if "=" in item)
+    host = pairs.get("host", "").strip("'\"") or pairs.get("hostaddr", "").strip("'\"") or "localhost"
+    return f"{host}:{pairs.get('port', '5432').strip(chr(39) + chr(34))}"
+
+
+@dataclass
+class TeamSettings:
+    """The team's servers ([team] in settings.toml); all empty means no team collections.
+
+    Collections named team:NAME live there: the catalog in PostgreSQL (`postgres_dsn`, with
+    sslmode=verify-full off this machine; the password comes from libpq's PGPASSWORD or
+    ~/.pgpass, never from here), the vectors on a Chroma server behind a TLS proxy
+    (`chroma_url`) that wants the bearer token held in the environment variable
+    `token_env`. `ca_file` verifies both servers' certificates.
+    """
+
+    postgres_dsn: str = ""
+    chroma_url: str = ""
+    token_env: str = ""
+    ca_file: str = ""
+    timeout_s: float = 10.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.postgres_dsn or self.chroma_url)
+
+    def problems(self) -> list[str]:
+        from urllib.parse import urlsplit
+
+        if not self.configured:
+            return []
+        out = []
+        if not (self.postgres_dsn and self.chroma_url):
+            out.append("team needs both postgres_dsn and chroma_url")
+        parts = urlsplit(self.chroma_url)
+        if self.chroma_url and (parts.scheme not in ("http", "https") or not parts.hostname):
+            out.append("team.chroma_url must be a URL like https://vectors.internal:8443")
+        if self.token_env and not self.token_env.replace("_", "").isalnum():
+            out.append("team.token_env must be the name of an environment variable, not the token")
+        if not 1.0 <= self.timeout_s <= 600.0:
+            out.append("team.timeout_s must be between 1 and 600 seconds")
+        return out
+
+    def hosts(self) -> list[str]:
+        """The servers team collections go to, as host:port (for the status bar)."""
+        from urllib.parse import urlsplit
+
+        out = []
+        if self.postgres_dsn:
+            out.append(dsn_host(self.postgres_dsn))
+        if self.chroma_url:
+            parts = urlsplit(self.chroma_url)
+            out.append(f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}")
+        return out
+
+
 @dataclass
 class Settings:
     """Everything a user can change. Empty model paths mean the bundled defaults."""
@@ -87,6 +151,7 @@ class Settings:
     llm_endpoint_model: str = ""
     llm_timeout_s: float = 60.0
     llm_ca_file: str = ""
+    team: TeamSettings = dataclasses.field(default_factory=TeamSettings)
 
     def validate(self) -> None:
         problems = []
@@ -122,6 +187,7 @@ class Settings:
             problems.append("llm_api_key_env must be the name of an environment variable, not the key")
         if not 1.0 <= self.llm_timeout_s <= 3600.0:
             problems.append("llm_timeout_s must be between 1 and 3600 seconds")
+        problems += self.team.problems()
         if problems:
             raise EnclaveError("Invalid settings: " + "; ".join(problems) + ".")
 
@@ -148,6 +214,12 @@ class Settings:
             field = known.get(key)
             if field is None:
                 continue  # a newer version's key: ignore rather than refuse to start
+            if key == "team":
+                if not isinstance(value, dict):
+                    raise EnclaveError(f"The settings file {path} has a wrong value for 'team': use a [team] table.")
+                value = _team_from(value, path)
+                values[key] = value
+                continue
             default = field.default
             if isinstance(default, float) and isinstance(value, int):
                 value = float(value)
@@ -174,3 +246,18 @@ class Settings:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+
+def _team_from(raw: dict, path: Path) -> TeamSettings:
+    known = {f.name: f for f in fields(TeamSettings)}
+    values = {}
+    for key, value in raw.items():
+        field = known.get(key)
+        if field is None:
+            continue
+        if isinstance(field.default, float) and isinstance(value, int):
+            value = float(value)
+        if type(value) is not type(field.default):
+            raise EnclaveError(f"The settings file {path} has a wrong value for 'team.{key}': {value!r}.")
+        values[key] = value
+    return TeamSettings(**values)

@@ -6,8 +6,8 @@ thread (the window's single engine worker, or the CLI's main thread) calls it.
 
 from __future__ import annotations
 
+import logging
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .answer import Answer, Answerer
 from .catalog import Catalog, DocumentRow
+from .index import TEAM_PREFIX, Index, LocalIndex
 from .conversations import ConversationStore
 from .config import Settings, resolve_data_dir
 from .embedding import Embedder, SentenceEmbedder
@@ -23,13 +24,15 @@ from .errors import EnclaveError
 from .llm import ChatModel, open_chat_model
 from .llm.bundled import file_sha256
 from .lock import WriterLock
-from .retrieval import Retriever
+from .retrieval import Retriever, fuse_ranked
 from .store import VectorStore
 from .types import SETTLED, Hit, IndexReport, Progress
 
 if TYPE_CHECKING:  # the indexer, parsers and reader pool load on the first index run
     from .indexer import Indexer
     from .parsing import ParseLimits, ParsePool
+
+log = logging.getLogger(__name__)
 
 WELCOME_DIR = Path(__file__).resolve().parents[1] / "assets" / "welcome"
 WELCOME_COLLECTION = "Welcome"
@@ -49,8 +52,9 @@ class Engine:
         self.data_dir = resolve_data_dir(data_dir)
         os.chmod(self.data_dir, 0o700)
         self.settings = settings or Settings.load(self.data_dir)
-        self.catalog = Catalog(self.data_dir)
-        self.store = VectorStore(self.data_dir)
+        self.local = LocalIndex(self.data_dir)
+        self._team: Index | None = None  # opened on the first use of a team collection
+        self._team_settled: dict[str, int] = {}  # what connecting to it settled (verify reports it)
         self._embedder = embedder  # built lazily from settings unless given (unit tests)
         self._chat_model: ChatModel | None = None
         self._model_sha256: str | None = None
@@ -58,6 +62,37 @@ class Engine:
         self._conversations: ConversationStore | None = None
         self._parse_pool: ParsePool | None = None
         self.lock = WriterLock(self.data_dir)  # taken on the first write, held until close()
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.local.catalog
+
+    @property
+    def store(self) -> VectorStore:
+        return self.local.store
+
+    @property
+    def team(self) -> Index:
+        """The team index from settings' [team] section, connected on first use."""
+        if self._team is None:
+            from .index.team import open_team_index
+
+            self._team = open_team_index(self.settings.team)
+            try:  # what a killed member left half written is settled by the next one to connect
+                self._team_settled = self._team.recover()
+            except EnclaveError as exc:
+                log.warning("team journal not settled: %s", exc)
+        return self._team
+
+    def reset_team(self) -> None:
+        """Forget the team connection (settings changed); the next team call reconnects."""
+        if self._team is not None:
+            self._team.close()
+        self._team = None
+
+    def _index_for(self, collection: str) -> Index:
+        """Collections named team:NAME live in the team index, every other one here."""
+        return self.team if collection.startswith(TEAM_PREFIX) else self.local
 
     @property
     def embedder(self) -> Embedder:
@@ -111,7 +146,7 @@ class Engine:
     def ask(
         self,
         question: str,
-        collection: str = "default",
+        collection: str | Sequence[str] = "default",
         k: int | None = None,
         history: Sequence[tuple[str, str]] = (),
         should_stop: Callable[[], bool] | None = None,
@@ -132,7 +167,7 @@ class Engine:
         )
         return answerer.ask(question, k or self.settings.top_k, history, should_stop)
 
-    def _indexer(self) -> "Indexer":
+    def _indexer(self, collection: str = "default") -> "Indexer":
         from .chunking import ChunkPlan, Chunker
         from .indexer import Indexer
 
@@ -141,7 +176,7 @@ class Engine:
         overlap = min(self.settings.chunk_overlap, limit // 2 - 1)
         chunker = Chunker(embedder, max_tokens=limit, overlap=overlap)
         plan = ChunkPlan.for_model(getattr(embedder, "model_path", None), limit, overlap)
-        return Indexer(self.catalog, self.store, embedder, chunker, self.parse_pool, plan)
+        return Indexer(self._index_for(collection), embedder, chunker, self.parse_pool, plan)
 
     @property
     def parse_pool(self) -> "ParsePool":
@@ -170,7 +205,8 @@ class Engine:
         """Yields Progress events, then the IndexReport."""
         _check_collection_name(collection)
         self.lock.acquire()
-        return self._indexer().run(paths, collection, passwords, should_stop)
+        indexer = self._indexer(collection)
+        return indexer.run(paths, collection, passwords, should_stop)
 
     def index_all(self, paths, collection="default", passwords=()) -> IndexReport:
         report = None
@@ -180,54 +216,73 @@ class Engine:
         assert report is not None
         return report
 
-    def search(self, query: str, collection: str = "default", k: int | None = None) -> list[Hit]:
-        row = self.catalog.collection(collection)
-        if row is None:
+    def search(self, query: str, collection: str | Sequence[str] = "default", k: int | None = None) -> list[Hit]:
+        """Hybrid search over one collection or several (local and team together), fused
+        into one ranked list by reciprocal rank fusion."""
+        names = [collection] if isinstance(collection, str) else list(dict.fromkeys(collection))
+        k = k or self.settings.top_k
+        ranked, vector = [], None
+        for name in names:
+            index = self._index_for(name)
+            row = index.collection(name)
+            if row is None:
+                continue
+            if row["embed_model"] and row["embed_model"] != self.embedder.name:
+                remedy = ("Set the team's embedding model in Settings to search it."
+                          if name.startswith(TEAM_PREFIX) else "Index it again to rebuild it.")
+                raise EnclaveError(
+                    f"Collection {name!r} was indexed with the embedding model {row['embed_model']}, "
+                    f"not {self.embedder.name}. {remedy}"
+                )
+            retriever = Retriever(index, self.embedder)
+            if vector is None:
+                vector = self.embedder.embed([query])[0]
+            ranked.append((retriever, name, *retriever.candidates(query, name, k, vector)))
+        if not ranked:
             return []
-        if row["embed_model"] and row["embed_model"] != self.embedder.name:
-            raise EnclaveError(
-                f"Collection {collection!r} was indexed with the embedding model {row['embed_model']}, "
-                f"not {self.embedder.name}. Index it again to rebuild it."
-            )
-        retriever = Retriever(self.catalog, self.store, self.embedder)
-        return retriever.search(query, collection, k or self.settings.top_k)
+        if len(ranked) == 1:
+            retriever, name, vector_hits, keyword_hits = ranked[0]
+            return retriever.finish(name, vector, vector_hits, keyword_hits, k)
+        return fuse_ranked(ranked, vector, k)
 
     def documents(self, collection: str | None = None) -> list[DocumentRow]:
-        return self.catalog.documents(collection)
+        if collection is not None:
+            return self._index_for(collection).documents(collection)
+        return self.local.documents(None)
 
     def collections(self) -> list[str]:
-        return [row["name"] for row in self.catalog.collections()]
+        return [row["name"] for row in self.local.collections()]
+
+    def team_status(self) -> dict:
+        """Reach both team servers now: where they are and the collections this role sees."""
+        return self.team.test_connection()
+
+    def team_collections(self) -> list[str]:
+        """The team collections this member's role may see (an error if the servers are down)."""
+        return [row["name"] for row in self.team.collections()]
 
     # --- collections ---------------------------------------------------------------------
 
     def create_collection(self, name: str) -> None:
         _check_collection_name(name)
         self.lock.acquire()
-        if self.catalog.collection(name) is not None:
-            raise EnclaveError(f"A collection named {name!r} already exists.")
-        self.catalog.ensure_collection(name)
+        self._index_for(name).create_collection(name)
 
     def rename_collection(self, old: str, new: str) -> None:
         _check_collection_name(new)
+        if old.startswith(TEAM_PREFIX) or new.startswith(TEAM_PREFIX):
+            raise EnclaveError("Team collections are renamed by the team's administrator, on the server.")
         self.lock.acquire()
-        if self.catalog.collection(old) is None:
-            raise EnclaveError(f"There is no collection named {old!r}.")
-        if self.catalog.collection(new) is not None:
-            raise EnclaveError(f"A collection named {new!r} already exists.")
-        # Vectors live under a store name that does not change: a rename is one UPDATE.
-        self.catalog.db.execute("UPDATE collections SET name = ? WHERE name = ?", (new, old))
+        self.local.rename_collection(old, new)
 
     def delete_collection(self, name: str) -> int:
         """Forget a collection: its documents, chunks, FTS rows and vectors. Returns documents."""
-        row = self.catalog.collection(name)
-        if row is None:
+        if name.startswith(TEAM_PREFIX):
+            raise EnclaveError("Team collections are deleted by the team's administrator, on the server.")
+        if self.local.collection(name) is None:
             raise EnclaveError(f"There is no collection named {name!r}.")
-        docs = self.catalog.documents(name)
         self.lock.acquire()
-        with self.catalog.transaction():
-            self.catalog.db.execute("DELETE FROM collections WHERE name = ?", (name,))  # cascades
-            self.catalog.forget_store(row["store_name"])
-        self.store.drop(row["store_name"])
+        docs = self.local.delete_collection(name)
         for doc in docs:
             self.conversations.forget_document(doc.path)
         return len(docs)
@@ -256,7 +311,7 @@ class Engine:
     def page_words(self, chunk_id: str) -> dict | None:
         """For a chunk OCR read: its page and the page's words with their boxes
         ({"page", "words": [[start, end, x0, y0, x1, y1], ...]}); None otherwise."""
-        found = self.catalog.page_words(chunk_id)
+        found = self.local.page_words(chunk_id)
         return {"page": found[0], "words": found[1]} if found else None
 
     def ensure_welcome(self) -> IndexReport | None:
@@ -270,77 +325,53 @@ class Engine:
 
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns paths forgotten."""
-        from .indexer import forget_document
-
         self.lock.acquire()
         forgotten = []
         names = [collection] if collection else self.collections()
         for raw in paths:
             path = str(Path(raw).expanduser().resolve())
             for name in names:
-                store_name = self.catalog.collection(name)["store_name"]
-                docs = self.catalog.documents_under(name, path)
-                exact = self.catalog.document(name, path)
+                index = self._index_for(name)
+                docs = index.documents_under(name, path)
+                exact = index.document(name, path)
                 for doc in docs + ([exact] if exact else []):
-                    forget_document(self.catalog, self.store, doc, store_name)
+                    index.forget_document(doc)
                     forgotten.append(doc.path)
         for target in forgotten:
             self.conversations.forget_document(target)
         return forgotten
 
-    def verify(self, repair: bool = False) -> dict:
-        """Check the catalog against Chroma and FTS; with repair, make them agree again.
+    def verify(self, repair: bool = False, team: bool | None = None) -> dict:
+        """Check each catalog against its vectors (and FTS); with repair, make them agree.
 
         Every catalog chunk must have exactly one vector, no vector may lack a chunk, and the
         FTS index must match the chunks. Missing vectors are re-embedded from the catalog's
-        own chunk text (no file is read), orphans are deleted, FTS is rebuilt.
+        own chunk text (no file is read), orphans are deleted, FTS is rebuilt. Team
+        collections are checked too when settings name team servers (team=None) or when
+        asked (team=True).
         """
-        from .indexer import recover
-
         self.lock.acquire()  # recovery and repair write
-        report: dict = {"recovered": recover(self.catalog, self.store), "collections": []}
-        fts_ok = _fts_ok(self.catalog)
-        if not fts_ok and repair:
-            self.catalog.db.execute("INSERT INTO chunks_fts(chunks_fts) VALUES ('rebuild')")
-            fts_ok = _fts_ok(self.catalog)
-        consistent = fts_ok
-        for row in self.catalog.collections():
-            store_name = row["store_name"]
-            wanted = self.catalog.store_chunk_ids(store_name)
-            present = set(self.store.all_ids(store_name))
-            missing, orphans = sorted(wanted - present), sorted(present - wanted)
-            unsettled = [d.path for d in self.catalog.documents(row["name"]) if d.state not in SETTLED]
-            entry = {"collection": row["name"], "chunks": len(wanted), "vectors": len(present),
-                     "missing_vectors": len(missing), "orphan_vectors": len(orphans),
-                     "documents_to_reindex": unsettled}
-            if repair and (missing or orphans):
-                self.store.delete(store_name, orphans)
-                if missing:
-                    rows = self.catalog.chunks_by_id(missing)
-                    texts = [rows[i].text for i in missing if i in rows]
-                    ids = [i for i in missing if i in rows]
-                    metas = [{"path": rows[i].path, **({"page": rows[i].page_start} if rows[i].page_start else {})}
-                             for i in ids]
-                    self.store.add(store_name, ids, self.embedder.embed(texts), metas)
-                present = set(self.store.all_ids(store_name))
-                entry["repaired"] = True
-                entry["vectors"] = len(present)
-            entry["consistent"] = present == wanted
-            consistent = consistent and entry["consistent"]
-            report["collections"].append(entry)
-        report["fts_consistent"] = fts_ok
-        report["consistent"] = consistent
+        report = self.local.verify(self.embedder.embed, repair)
+        if team or (team is None and self.settings.team.configured):
+            try:
+                shared = self.team.verify(self.embedder.embed, repair)
+            except EnclaveError as exc:  # the local index was still checked
+                report["team_error"] = str(exc)
+            else:
+                report["collections"] += shared["collections"]
+                settled, self._team_settled = self._team_settled, {}
+                report["team_recovered"] = {key: n + settled.get(key, 0) for key, n in shared["recovered"].items()}
+        report["consistent"] = report["fts_consistent"] and all(c["consistent"] for c in report["collections"])
         return report
 
     def rebuild_store(self) -> IndexReport:
         """After the user agreed: move the damaged vector store aside (nothing is deleted) and
         index every document the catalog lists again, collection by collection."""
         self.lock.acquire()
-        path = self.store.path
-        self.store.close()
+        path = self.local.reset_store()
         if path.exists():
             path.rename(path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
-        self.store = VectorStore(self.data_dir)
+        self.local.reopen_store()
         return self.reindex_catalog()
 
     def reindex_catalog(self) -> IndexReport:
@@ -349,12 +380,8 @@ class Engine:
         self.lock.acquire()
         total = IndexReport()
         for name in self.collections():
-            paths = [d.path for d in self.catalog.documents(name) if os.path.exists(d.path)]
-            with self.catalog.transaction():
-                self.catalog.forget_store(self.catalog.collection(name)["store_name"])
-                for doc in self.catalog.documents(name):
-                    # Forget hashes so each file is read and embedded again.
-                    self.catalog.db.execute("UPDATE documents SET content_hash = NULL, size = NULL WHERE id = ?", (doc.id,))
+            paths = [d.path for d in self.local.documents(name) if os.path.exists(d.path)]
+            self.local.forget_hashes(name)
             if paths:
                 report = self.index_all(paths, name)
                 total.indexed += report.indexed
@@ -364,11 +391,11 @@ class Engine:
         return total
 
     def stats(self) -> dict:
-        docs = self.catalog.documents()
+        docs = self.local.documents()
         return {
             "documents": sum(d.state == "indexed" for d in docs),
-            "chunks": self.catalog.count_chunks(),
-            "collections": len(self.catalog.collections()),
+            "chunks": self.local.count_chunks(),
+            "collections": len(self.local.collections()),
         }
 
     def close(self) -> None:
@@ -378,16 +405,10 @@ class Engine:
             self._conversations.close()
         if self._parse_pool is not None:
             self._parse_pool.close()
-        self.catalog.close()
+        if self._team is not None:
+            self._team.close()
+        self.local.close()
         self.lock.release()
-
-
-def _fts_ok(catalog: Catalog) -> bool:
-    try:
-        catalog.db.execute("INSERT INTO chunks_fts(chunks_fts, rank) VALUES ('integrity-check', 1)")
-        return True
-    except sqlite3.DatabaseError:
-        return False
 
 
 def _check_collection_name(name: str) -> None:

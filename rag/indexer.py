@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import loaders
-from .catalog import Catalog, DocumentRow
+from .catalog import DocumentRow
 from .chunking import ChunkPlan, Chunker, document_text
 from .embedding import Embedder
 from .errors import EnclaveError, FileSkipped
+from .index import DocumentWrite, Index
 from .parsing import ParsePool, ReaderNote
-from .store import VectorStore
 from .types import SETTLED, Chunk, IndexReport, LoadedDocument, Progress  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -85,15 +85,13 @@ def discover(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[str]]:
 class Indexer:
     def __init__(
         self,
-        catalog: Catalog,
-        store: VectorStore,
+        index: Index,
         embedder: Embedder,
         chunker: Chunker,
         pool: ParsePool | None = None,
         plan: ChunkPlan | None = None,
     ):
-        self.catalog = catalog
-        self.store = store
+        self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self._pool = pool
@@ -117,13 +115,13 @@ class Indexer:
         started = time.perf_counter()
         report = IndexReport()
         files, folders = discover(paths)
-        store_name = self._prepare_collection(collection)
+        self.index.prepare_collection(collection, self.embedder.name, self.embedder.dim)
         listed = set(files)
         files += [  # documents waiting for a rebuild come along with any run on their collection
-            d.path for d in self.catalog.documents(collection)
+            d.path for d in self.index.documents(collection)
             if d.state == "stale" and d.path not in listed and os.path.isfile(d.path)
         ]
-        self._finish_pending_deletes()
+        self.index.recover()
         pending: list[_Pending] = []
         done = chunks_done = 0
 
@@ -136,7 +134,7 @@ class Indexer:
             if should_stop and should_stop():
                 report.cancelled = True
                 break
-            job = self._triage(path, collection, store_name, passwords, report)
+            job = self._triage(path, collection, passwords, report)
             if job is None:
                 done += 1
                 yield progress(path)
@@ -156,9 +154,9 @@ class Indexer:
                         yield progress(path, result.text)
                         continue
                     report.stages["parse"] += time.perf_counter() - waited
-                    self._accept(jobs[path], result, collection, store_name, report, pending, chunked)
+                    self._accept(jobs[path], result, collection, report, pending, chunked)
                     if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
-                        chunks_done += self._flush(pending, collection, store_name, report)
+                        chunks_done += self._flush(pending, collection, report)
                     done += 1
                     yield progress(path)
                     if should_stop and should_stop():
@@ -168,13 +166,13 @@ class Indexer:
             finally:
                 results.close()
         if pending:
-            chunks_done += self._flush(pending, collection, store_name, report)
+            chunks_done += self._flush(pending, collection, report)
         if not report.cancelled:
             seen = set(files)
             for folder in folders:
-                for doc in self.catalog.documents_under(collection, folder):
+                for doc in self.index.documents_under(collection, folder):
                     if doc.path not in seen:  # deleted from disk: forget it
-                        report.chunks_removed += self._forget(doc, store_name)
+                        report.chunks_removed += self._forget(doc)
                         report.removed_documents += 1
         report.seconds = time.perf_counter() - started
         yield progress("")
@@ -182,7 +180,7 @@ class Indexer:
 
     # --- per file ----------------------------------------------------------------------
 
-    def _triage(self, path, collection, store_name, passwords, report) -> _Job | None:
+    def _triage(self, path, collection, passwords, report) -> _Job | None:
         """Settle a file that needs no reading; otherwise return what reading it needs."""
         t0 = time.perf_counter()
         try:
@@ -191,7 +189,7 @@ class Indexer:
             except OSError as exc:
                 report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
                 return None
-            row = self.catalog.document(collection, path)
+            row = self.index.document(collection, path)
             retry = row is not None and row.state == "failed" and bool(passwords) and _is_password(row)
             if row and not retry and row.size == stat.st_size and row.mtime_ns == stat.st_mtime_ns:
                 self._repeat(row, report)
@@ -202,12 +200,12 @@ class Indexer:
                 report.failed.append({"path": path, "reason": f"cannot read the file: {exc.strerror}"})
                 return None
             if row and not retry and row.content_hash == digest and row.state in SETTLED:
-                self.catalog.touch_document(row.id, stat.st_size, stat.st_mtime_ns)
+                self.index.touch_document(row.id, stat.st_size, stat.st_mtime_ns)
                 self._repeat(row, report)
                 return None
             unsupported = loaders.unsupported_reason(path)
             if unsupported:  # no need to start a reader for it
-                self._record_outcome(collection, store_name, path, stat, digest, "skipped",
+                self._record_outcome(collection, path, stat, digest, "skipped",
                                      unsupported, None, report)
                 return None
             return _Job(path, stat, digest)
@@ -219,10 +217,10 @@ class Indexer:
         """Chunk ids: the content hash (unchanged text, same ids) and where the file is."""
         return job.digest[:16] + "-" + hashlib.sha1(f"{collection}\0{job.path}".encode()).hexdigest()[:8]
 
-    def _accept(self, job: _Job, result, collection, store_name, report, pending, chunked=None) -> None:
+    def _accept(self, job: _Job, result, collection, report, pending, chunked=None) -> None:
         if isinstance(result, EnclaveError):
             state = "skipped" if isinstance(result, FileSkipped) else "failed"
-            self._record_outcome(collection, store_name, job.path, job.stat, job.digest, state, str(result),
+            self._record_outcome(collection, job.path, job.stat, job.digest, state, str(result),
                                  getattr(result, "page_count", None), report)
             return
         if chunked is not None:  # chunked by the reader; the time is the reader's
@@ -233,7 +231,7 @@ class Indexer:
             chunks = self.chunker.chunk(result.pages, self._prefix(job, collection))
             report.stages["chunk"] += time.perf_counter() - t0
         if not chunks:
-            self._record_outcome(collection, store_name, job.path, job.stat, job.digest, "skipped",
+            self._record_outcome(collection, job.path, job.stat, job.digest, "skipped",
                                  "no text found", result.page_count, report)
             return
         pending.append(_Pending(job.path, job.stat, job.digest, result, chunks))
@@ -247,118 +245,39 @@ class Indexer:
         else:
             report.failed.append({"path": row.path, "reason": row.reason})
 
-    def _record_outcome(self, collection, store_name, path, stat, digest, state, reason, pages, report):
-        with self.catalog.transaction():
-            doc_id = self.catalog.upsert_document(
-                collection, path, state=state, reason=reason, content_hash=digest,
-                size=stat.st_size, mtime_ns=stat.st_mtime_ns, pages=pages,
-            )
-            stale = self.catalog.replace_chunks(doc_id, store_name, [])
-            self.catalog.replace_page_words(doc_id, {})
-        self._delete_vectors(store_name, stale)
-        report.chunks_removed += len(stale)
+    def _record_outcome(self, collection, path, stat, digest, state, reason, pages, report):
+        report.chunks_removed += self.index.record_outcome(
+            collection, path, state=state, reason=reason, content_hash=digest,
+            size=stat.st_size, mtime_ns=stat.st_mtime_ns, pages=pages,
+        )
         (report.skipped if state == "skipped" else report.failed).append({"path": path, "reason": reason})
 
     # --- batches -----------------------------------------------------------------------
 
-    def _flush(self, pending: list[_Pending], collection: str, store_name: str, report: IndexReport) -> int:
+    def _flush(self, pending: list[_Pending], collection: str, report: IndexReport) -> int:
         chunks = [c for p in pending for c in p.chunks]
         t0 = time.perf_counter()
         vectors = self.embedder.embed([c.text for c in chunks])
         t1 = time.perf_counter()
         report.stages["embed"] += t1 - t0
-        metadatas = []
-        for p in pending:
-            for c in p.chunks:
-                meta = {"path": p.path}
-                if c.page_start is not None:
-                    meta["page"] = c.page_start
-                metadatas.append(meta)
-        ids = [c.id for c in chunks]
-        with self.catalog.transaction():
-            self.catalog.journal_adds(store_name, ids)
-        self.store.add(store_name, ids, vectors, metadatas)
-        stale: list[str] = []
-        with self.catalog.transaction():
-            self.catalog.settle_adds(store_name, ids)
-            for p in pending:
-                doc_id = self.catalog.upsert_document(
-                    collection, p.path, state="indexed", content_hash=p.content_hash,
-                    size=p.stat.st_size, mtime_ns=p.stat.st_mtime_ns, kind=p.document.kind,
-                    pages=p.document.page_count,
-                )
-                stale += self.catalog.replace_chunks(doc_id, store_name, p.chunks)
-                self.catalog.replace_page_words(doc_id, _page_words(p.document))
-        self._delete_vectors(store_name, stale)
+        docs = [
+            DocumentWrite(p.path, p.content_hash, p.stat.st_size, p.stat.st_mtime_ns, p.document.kind,
+                          p.document.page_count, p.chunks, _page_words(p.document))
+            for p in pending
+        ]
+        stale = self.index.write_documents(collection, docs, vectors)
         report.stages["store"] += time.perf_counter() - t1
         report.indexed += len(pending)
         report.pages += sum(p.document.page_count or 1 for p in pending)
         report.chunks_added += len(chunks)
-        report.chunks_removed += len(stale)
+        report.chunks_removed += stale
         pending.clear()
         return len(chunks)
 
     # --- removal -----------------------------------------------------------------------
 
-    def _forget(self, doc: DocumentRow, store_name: str) -> int:
-        return forget_document(self.catalog, self.store, doc, store_name)
-
-    def _delete_vectors(self, store_name: str, ids: Sequence[str]) -> None:
-        delete_vectors(self.catalog, self.store, store_name, ids)
-
-    def _finish_pending_deletes(self) -> None:
-        recover(self.catalog, self.store)
-
-    # --- collections -------------------------------------------------------------------
-
-    def _prepare_collection(self, collection: str) -> str:
-        """Create the collection, or rebuild it when the embedding model changed."""
-        row = self.catalog.ensure_collection(collection)
-        model, dim = self.embedder.name, self.embedder.dim
-        if row["embed_model"] and (row["embed_model"], row["embed_dim"]) != (model, dim):
-            log.warning("collection %s was built with %s; rebuilding for %s", collection, row["embed_model"], model)
-            self.store.drop(row["store_name"])
-            with self.catalog.transaction():
-                for doc in self.catalog.documents(collection):
-                    self.catalog.replace_chunks(doc.id, row["store_name"], [])
-                    # Forget the hash so every file is parsed and embedded again.
-                    self.catalog.upsert_document(collection, doc.path, state="stale",
-                                                 reason="embedding model changed; index it again")
-                self.catalog.forget_store(row["store_name"])
-        self.catalog.set_embedding(collection, model, dim)
-        return row["store_name"]
-
-
-def delete_vectors(catalog: Catalog, store: VectorStore, store_name: str, ids: Sequence[str]) -> None:
-    """Delete vectors whose deletion the catalog journaled, then settle the journal."""
-    if ids:
-        store.delete(store_name, ids)
-        catalog.clear_pending(store_name, ids)
-
-
-def forget_document(catalog: Catalog, store: VectorStore, doc: DocumentRow, store_name: str) -> int:
-    """Remove a document from the catalog and FTS (journaled), then its vectors."""
-    with catalog.transaction():
-        ids = catalog.delete_document(doc.id, store_name)
-    delete_vectors(catalog, store, store_name, ids)
-    return len(ids)
-
-
-def recover(catalog: Catalog, store: VectorStore) -> dict[str, int]:
-    """Finish what an interrupted run journaled: take out vectors whose chunks never
-    committed, and make the deletions it had promised. Idempotent."""
-    added = deleted = 0
-    for store_name, ids in catalog.unsettled_adds().items():
-        store.delete(store_name, ids)
-        with catalog.transaction():
-            catalog.settle_adds(store_name, ids)
-        added += len(ids)
-    with catalog.transaction():  # adds whose chunks did commit need no undoing
-        catalog.db.execute("DELETE FROM pending_adds WHERE chunk_id IN (SELECT id FROM chunks)")
-    for store_name, ids in catalog.pending_deletes().items():
-        delete_vectors(catalog, store, store_name, ids)
-        deleted += len(ids)
-    return {"vectors_taken_back": added, "deletions_finished": deleted}
+    def _forget(self, doc: DocumentRow) -> int:
+        return self.index.forget_document(doc)
 
 
 def _page_words(document: LoadedDocument) -> dict[int, list]:

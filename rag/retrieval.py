@@ -13,10 +13,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .catalog import Catalog
+from typing import TYPE_CHECKING
+
 from .embedding import Embedder
-from .store import VectorStore
 from .types import Hit
+
+if TYPE_CHECKING:
+    from .index import Index
 
 RRF_K = 60
 CANDIDATES = 4  # each method proposes CANDIDATES * k chunks before fusion
@@ -32,79 +35,114 @@ STOPWORDS = frozenset(
 
 def fts_query(text: str) -> str | None:
     """An FTS5 MATCH expression that ORs the question's content words, each quoted."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    if not words:
-        words = _WORD.findall(text.lower())
-    unique = list(dict.fromkeys(words))[:64]
+    unique = query_words(text)
     if not unique:
         return None
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
 
 
+def query_words(text: str) -> list[str]:
+    """The question's content words (all its words when it has no other), in order, once."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    if not words:
+        words = _WORD.findall(text.lower())
+    return list(dict.fromkeys(words))[:64]
+
+
 class Retriever:
-    def __init__(self, catalog: Catalog, store: VectorStore, embedder: Embedder):
-        self.catalog = catalog
-        self.store = store
+    """Vector and keyword candidates from one index, fused; the index may be local or a team's."""
+
+    def __init__(self, index: "Index", embedder: Embedder):
+        self.index = index
         self.embedder = embedder
 
-
     def keyword(self, query: str, collection: str, k: int) -> list[tuple[str, float]]:
-        match = fts_query(query)
-        if match is None:
-            return []
-        return self.catalog.keyword_search(collection, match, k)
+        return self.index.keyword_search(collection, query, k)
 
-    def search(self, query: str, collection: str = "default", k: int = 5) -> list[Hit]:
-        row = self.catalog.collection(collection)
-        if row is None:
-            return []
-        store_name = row["store_name"]
-        query_vector = self.embedder.embed([query])[0]
-        vector_hits = self.store.query(store_name, query_vector, CANDIDATES * k)
+    def candidates(self, query: str, collection: str, k: int, query_vector: np.ndarray):
+        """(vector hits, keyword hits), CANDIDATES * k of each, best first."""
+        vector_hits = self.index.vector_search(collection, query_vector, CANDIDATES * k)
         keyword_hits = self.keyword(query, collection, CANDIDATES * k)
-        hits = fuse(self.catalog, vector_hits, keyword_hits, k)
+        return vector_hits, keyword_hits
+
+    def finish(self, collection, query_vector, vector_hits, keyword_hits, k: int) -> list[Hit]:
+        hits = fuse(self.index, vector_hits, keyword_hits, k)
+        self.fill_cosines(collection, query_vector, hits)
+        return hits
+
+    def fill_cosines(self, collection: str, query_vector: np.ndarray, hits: Sequence[Hit]) -> None:
         # A chunk only BM25 found still gets its cosine similarity: refusal reads it.
         missing = [h for h in hits if h.vector_score is None]
         if missing:
-            vectors = self.store.vectors(store_name, [h.chunk_id for h in missing])
+            vectors = self.index.vectors(collection, [h.chunk_id for h in missing])
             for h in missing:
                 if h.chunk_id in vectors:
                     h.vector_score = float(np.dot(query_vector, vectors[h.chunk_id]))
-        return hits
+
+    def search(self, query: str, collection: str = "default", k: int = 5) -> list[Hit]:
+        if self.index.collection(collection) is None:
+            return []
+        query_vector = self.embedder.embed([query])[0]
+        vector_hits, keyword_hits = self.candidates(query, collection, k, query_vector)
+        return self.finish(collection, query_vector, vector_hits, keyword_hits, k)
+
+
+def _rrf(lists: Sequence[Sequence[tuple[str, float]]]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for ranked in lists:
+        for rank, (chunk_id, _) in enumerate(ranked, start=1):
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    return scores
+
+
+def _hit(chunk_id: str, row, score: float, cosine: float | None, bm25: float | None) -> Hit:
+    return Hit(
+        chunk_id=chunk_id,
+        path=row.path,
+        page=row.page_start,
+        text=row.text,
+        score=score,
+        vector_score=cosine,
+        keyword_score=bm25,
+        page_end=row.page_end,
+        char_start=row.char_start,
+        char_end=row.char_end,
+        collection=row.collection,
+        unit=row.unit,
+    )
 
 
 def fuse(
-    catalog: Catalog,
+    index: "Index",
     vector_hits: Sequence[tuple[str, float]],
     keyword_hits: Sequence[tuple[str, float]],
     k: int,
 ) -> list[Hit]:
-    scores: dict[str, float] = {}
-    for ranked in (vector_hits, keyword_hits):
-        for rank, (chunk_id, _) in enumerate(ranked, start=1):
-            scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    scores = _rrf((vector_hits, keyword_hits))
     cosine = dict(vector_hits)
     bm25 = dict(keyword_hits)
     # The catalog is the source of truth: vectors it does not list are never returned.
-    rows = catalog.chunks_by_id(list(scores))
+    rows = index.chunks_by_id(list(scores))
     ranked = sorted((cid for cid in scores if cid in rows), key=lambda c: (-scores[c], c))
+    return [_hit(cid, rows[cid], scores[cid], cosine.get(cid), bm25.get(cid)) for cid in ranked[:k]]
+
+
+def fuse_ranked(ranked, query_vector: np.ndarray, k: int) -> list[Hit]:
+    """One ranked list from several collections: each collection's vector and keyword lists
+    enter the same reciprocal rank fusion. `ranked` holds (retriever, collection, vector
+    hits, keyword hits) per collection."""
+    scores = _rrf([lst for _, _, v, kw in ranked for lst in (v, kw)])
+    found: dict[str, tuple] = {}
+    for retriever, name, vector_hits, keyword_hits in ranked:
+        cosine, bm25 = dict(vector_hits), dict(keyword_hits)
+        rows = retriever.index.chunks_by_id(list(cosine.keys() | bm25.keys()))
+        for cid, row in rows.items():
+            found[cid] = (retriever, name, row, cosine.get(cid), bm25.get(cid))
+    order = sorted(found, key=lambda c: (-scores[c], c))[:k]
     hits = []
-    for chunk_id in ranked[:k]:
-        row = rows[chunk_id]
-        hits.append(
-            Hit(
-                chunk_id=chunk_id,
-                path=row.path,
-                page=row.page_start,
-                text=row.text,
-                score=scores[chunk_id],
-                vector_score=cosine.get(chunk_id),
-                keyword_score=bm25.get(chunk_id),
-                page_end=row.page_end,
-                char_start=row.char_start,
-                char_end=row.char_end,
-                collection=row.collection,
-                unit=row.unit,
-            )
-        )
+    for cid in order:
+        retriever, name, row, cos, bm = found[cid]
+        hit = _hit(cid, row, scores[cid], cos, bm)
+        retriever.fill_cosines(name, query_vector, [hit])
+        hits.append(hit)
     return hits

