@@ -93,15 +93,16 @@ def read_evidence(squad: Path) -> dict:
             out["chunks"] = [r[0] for r in engine.catalog.db.execute(
                 "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
                 "WHERE d.collection = 'squad-eval' ORDER BY d.path, c.idx")]
-            retriever = Retriever(engine.catalog, engine.store, engine.embedder)
-            store_name = engine.catalog.collection("squad-eval")["store_name"]
+            index = engine._index_for("squad-eval")
+            retriever = Retriever(index, engine.embedder)
             k = evidence.EVIDENCE_K
             for i, q in enumerate(questions):
                 hits = engine.search(q.text, "squad-eval", k)
                 # The candidate lists the fusion read, for ranks (the same calls as search).
                 qv = engine.embedder.embed([q.text])[0]
-                by_vector = [c for c, _ in engine.store.query(store_name, qv, CANDIDATES * k)]
-                by_keyword = [c for c, _ in retriever.keyword(q.text, "squad-eval", CANDIDATES * k)]
+                vector_hits, keyword_hits = retriever.candidates(q.text, "squad-eval", k, qv)
+                by_vector = [c for c, _ in vector_hits]
+                by_keyword = [c for c, _ in keyword_hits]
                 ev = evidence.gather(q.text, hits, engine.embedder.embed)
                 out["questions"].append({
                     "id": q.id, "article": Path(q.path).stem, "impossible": q.impossible,
