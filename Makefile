@@ -23,7 +23,7 @@ LLAMA_CMAKE_ARGS := $(strip $(LLAMA_PORTABLE_ARGS) $(CMAKE_ARGS))
 # build made earlier on this machine. Our own cache keys on both.
 LLAMA_WHEELS := $(HOME)/.cache/enclave/llama-cpp-wheels/$(LLAMA_CPP_VERSION)-$(shell printf '%s' "$(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-16)
 
-.PHONY: install install-test run test lint clean llama-wheel
+.PHONY: install install-test run test lint clean llama-wheel team-servers
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -56,7 +56,19 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 
-test: $(VENV)/.installed lint
+# The team tests run against a real PostgreSQL 15 and a Caddy proxy (Debian's packages);
+# tests/servers.py starts them on 127.0.0.1 unless .ci/run already has.
+team-servers:
+	@missing=""; \
+	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql"; \
+	command -v caddy >/dev/null || missing="$$missing caddy"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+		echo "installing$$missing for the team tests"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+	fi
+
+test: $(VENV)/.installed lint team-servers
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 clean:
