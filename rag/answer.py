@@ -142,7 +142,13 @@ class Answerer:
         query = retrieval_query(question, history)
         hits = self.search(query, max(k, ev.EVIDENCE_K))
         retrieve_ms = (time.perf_counter() - started) * 1000
-        evidence = ev.gather(query, hits, self.embed)  # "and who led it?" needs the topic too
+        # "and who led it?" needs the topic from the turn before; a question on a new topic is
+        # judged alone, or the earlier question would drag its evidence down.
+        evidence = ev.gather(query, hits, self.embed)
+        if query != question:
+            alone = ev.gather(question, hits, self.embed)
+            if alone.probability > evidence.probability:
+                evidence = alone
         evidence_ms = (time.perf_counter() - started) * 1000 - retrieve_ms
         labels = [ev.relevance_label(p, self.min_probability) for p in evidence.source_probability]
         hits = hits[:k]

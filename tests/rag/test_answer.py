@@ -131,6 +131,16 @@ def test_follow_ups_carry_the_previous_question_into_retrieval():
     assert any(m["role"] == "assistant" for m in gen.messages)
 
 
+def test_a_question_on_a_new_topic_is_judged_alone_not_with_the_turn_before():
+    # The earlier question joins retrieval, but its words (and its year) must not make the
+    # evidence refuse a question the documents answer.
+    gen = FakeGenerator(["Paris [1]."])
+    history = [("How many days of paid annual leave do employees get in 2024?", "28 days [1].")]
+    _, final = run(answerer_for(gen), "What is the capital of France?", history=history)
+    assert not final.refused and gen.calls == 1
+    assert final.evidence["probability"] > 0.5
+
+
 def test_the_quote_comes_first_verbatim_with_its_source():
     gen = FakeGenerator(["Paris [1]."])
     events = list(answerer_for(gen).ask("What is the capital of France?"))
