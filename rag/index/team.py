@@ -667,19 +667,27 @@ class TeamIndex:
         return self.store.query(self._store_name(collection), vector, k)
 
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
-        """Full-text search (websearch_to_tsquery, ranked by ts_rank_cd) over the content words."""
+        """Full-text search (websearch_to_tsquery) over the content words: every match is
+        ranked with the cheap ts_rank, and only the best few are ranked again with ts_rank_cd,
+        which rewards the words standing close together (a phrase's chunk first).
+
+        OR-ing a question's words matches half of a large collection; ranking all of those with
+        ts_rank_cd was most of the query's time (benchmarks/team_keyword.py)."""
         from ..retrieval import query_words
 
         words = query_words(query)
         if not words:
             return []
         rows = self._sql(
-            """SELECT c.id, ts_rank_cd(c.tsv, q) AS score
-               FROM enclave_chunks c JOIN enclave_documents d ON d.id = c.document_id,
-                    websearch_to_tsquery('english', %s) q
-               WHERE c.collection = %s AND d.state = 'indexed' AND c.tsv @@ q
-               ORDER BY score DESC, c.id LIMIT %s""",
-            (" or ".join(words), _unprefixed(collection), k),
+            """WITH q AS (SELECT websearch_to_tsquery('english', %s) AS q),
+                    candidates AS MATERIALIZED (
+                        SELECT c.id, c.tsv
+                        FROM enclave_chunks c JOIN enclave_documents d ON d.id = c.document_id, q
+                        WHERE c.collection = %s AND d.state = 'indexed' AND c.tsv @@ q.q
+                        ORDER BY ts_rank(c.tsv, q.q) DESC, c.id LIMIT %s)
+               SELECT candidates.id, ts_rank_cd(candidates.tsv, q.q) AS score FROM candidates, q
+               ORDER BY score DESC, candidates.id LIMIT %s""",
+            (" or ".join(words), _unprefixed(collection), max(200, 10 * k), k),
         )
         return [(r[0], float(r[1])) for r in rows]
 
