@@ -668,7 +668,7 @@ class TeamIndex:
 
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
         """Full-text search (websearch_to_tsquery) over the content words: every match is
-        ranked with the cheap ts_rank, and only the best few are ranked again with ts_rank_cd,
+        ranked with the cheap ts_rank, and only the best thousand are ranked again with ts_rank_cd,
         which rewards the words standing close together (a phrase's chunk first).
 
         OR-ing a question's words matches half of a large collection; ranking all of those with
@@ -687,7 +687,7 @@ class TeamIndex:
                         ORDER BY ts_rank(c.tsv, q.q) DESC, c.id LIMIT %s)
                SELECT candidates.id, ts_rank_cd(candidates.tsv, q.q) AS score FROM candidates, q
                ORDER BY score DESC, candidates.id LIMIT %s""",
-            (" or ".join(words), _unprefixed(collection), max(200, 10 * k), k),
+            (" or ".join(words), _unprefixed(collection), max(1000, 20 * k), k),
         )
         return [(r[0], float(r[1])) for r in rows]
 
