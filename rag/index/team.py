@@ -136,6 +136,37 @@ MIGRATIONS: list[str] = [
     GRANT SELECT, INSERT, UPDATE, DELETE ON enclave_documents, enclave_chunks, enclave_journal TO enclave_member;
     GRANT USAGE ON SEQUENCE enclave_documents_id_seq TO enclave_member;
     """,
+    # 2: PostgreSQL cannot inline a SECURITY DEFINER function, so enclave_can_read(collection)
+    # ran once per candidate row (a member's keyword query took 4x the owner's at 100k
+    # chunks). The policies now test membership in a set computed once per statement.
+    # enclave_can_read/enclave_can_write stay: clients call enclave_can_write directly.
+    """
+    CREATE FUNCTION enclave_readable() RETURNS SETOF TEXT
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+        SELECT DISTINCT g.collection FROM enclave_grants g JOIN pg_roles r ON r.rolname = g.role_name
+        WHERE pg_has_role(session_user, r.oid, 'MEMBER')
+    $$;
+    CREATE FUNCTION enclave_writable() RETURNS SETOF TEXT
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
+        SELECT DISTINCT g.collection FROM enclave_grants g JOIN pg_roles r ON r.rolname = g.role_name
+        WHERE g.can_write AND pg_has_role(session_user, r.oid, 'MEMBER')
+    $$;
+    ALTER POLICY member_reads ON enclave_collections USING (name IN (SELECT enclave_readable()));
+    ALTER POLICY member_records_model ON enclave_collections
+        USING (name IN (SELECT enclave_writable())) WITH CHECK (name IN (SELECT enclave_writable()));
+    ALTER POLICY member_reads ON enclave_documents USING (collection IN (SELECT enclave_readable()));
+    ALTER POLICY member_adds ON enclave_documents WITH CHECK (collection IN (SELECT enclave_writable()));
+    ALTER POLICY member_updates ON enclave_documents
+        USING (collection IN (SELECT enclave_writable())) WITH CHECK (collection IN (SELECT enclave_writable()));
+    ALTER POLICY member_deletes ON enclave_documents USING (collection IN (SELECT enclave_writable()));
+    ALTER POLICY member_reads ON enclave_chunks USING (collection IN (SELECT enclave_readable()));
+    ALTER POLICY member_adds ON enclave_chunks WITH CHECK (collection IN (SELECT enclave_writable()));
+    ALTER POLICY member_updates ON enclave_chunks
+        USING (collection IN (SELECT enclave_writable())) WITH CHECK (collection IN (SELECT enclave_writable()));
+    ALTER POLICY member_deletes ON enclave_chunks USING (collection IN (SELECT enclave_writable()));
+    ALTER POLICY member_journals ON enclave_journal
+        USING (collection IN (SELECT enclave_writable())) WITH CHECK (collection IN (SELECT enclave_writable()));
+    """,
 ]
 
 
@@ -636,19 +667,27 @@ class TeamIndex:
         return self.store.query(self._store_name(collection), vector, k)
 
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
-        """Full-text search (websearch_to_tsquery, ranked by ts_rank_cd) over the content words."""
+        """Full-text search (websearch_to_tsquery) over the content words: every match is
+        ranked with the cheap ts_rank, and only the best thousand are ranked again with ts_rank_cd,
+        which rewards the words standing close together (a phrase's chunk first).
+
+        OR-ing a question's words matches half of a large collection; ranking all of those with
+        ts_rank_cd was most of the query's time (benchmarks/team_keyword.py)."""
         from ..retrieval import query_words
 
         words = query_words(query)
         if not words:
             return []
         rows = self._sql(
-            """SELECT c.id, ts_rank_cd(c.tsv, q) AS score
-               FROM enclave_chunks c JOIN enclave_documents d ON d.id = c.document_id,
-                    websearch_to_tsquery('english', %s) q
-               WHERE c.collection = %s AND d.state = 'indexed' AND c.tsv @@ q
-               ORDER BY score DESC, c.id LIMIT %s""",
-            (" or ".join(words), _unprefixed(collection), k),
+            """WITH q AS (SELECT websearch_to_tsquery('english', %s) AS q),
+                    candidates AS MATERIALIZED (
+                        SELECT c.id, c.tsv
+                        FROM enclave_chunks c JOIN enclave_documents d ON d.id = c.document_id, q
+                        WHERE c.collection = %s AND d.state = 'indexed' AND c.tsv @@ q.q
+                        ORDER BY ts_rank(c.tsv, q.q) DESC, c.id LIMIT %s)
+               SELECT candidates.id, ts_rank_cd(candidates.tsv, q.q) AS score FROM candidates, q
+               ORDER BY score DESC, candidates.id LIMIT %s""",
+            (" or ".join(words), _unprefixed(collection), max(1000, 20 * k), k),
         )
         return [(r[0], float(r[1])) for r in rows]
 

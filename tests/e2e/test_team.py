@@ -221,8 +221,8 @@ def test_an_administrator_sets_up_a_team_with_enclave_cli(team_servers, tmp_path
     try:
         admin = tmp_path / "admin"
         monkeypatch.setenv("ENCLAVE_TEAM_ADMIN_DSN", team_servers.dsn(owner, "owner-pw", dbname))
-        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 1}
-        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 1}  # idempotent
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 2}
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 2}  # idempotent
         created = as_json(cli(admin, "team-admin", "create", "wiki", "--json"))
         assert created["collection"] == "team:wiki" and created["store_name"].startswith("enclave_team_")
         cli(admin, "team-admin", "grant", "wiki", member, "--write")
