@@ -65,7 +65,12 @@ def test_cli_reports_a_model_crash_and_the_next_question_works(indexed, sig):
     cli = subprocess.Popen([sys.executable, "-m", "rag.cli", "ask", LONG_QUESTION], env=indexed,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        first = cli.stdout.read(1)  # the answer has started streaming
+        # The quote comes first (a line and a blank line, before the model reads its prompt);
+        # the model's own first piece after it means the answer is streaming.
+        quote = cli.stdout.readline()
+        assert quote.startswith("\u201c".encode()), quote + cli.stderr.read()
+        assert cli.stdout.readline().strip() == b""
+        first = cli.stdout.read(1)
         assert first, cli.stderr.read().decode()
         hosts = children_named(cli.pid, "rag.llm.host")
         assert len(hosts) == 1
