@@ -244,7 +244,8 @@ def _source(n: int, hit: Hit, answer: str | None, cited: bool, labels: list[str]
     support = None
     if answer:
         start, end, passage = best_support(_MARKER.sub("", answer), hit.text)
-        support = {"start": start, "end": end, "text": passage}
+        if passage.strip():  # an answer sharing no word with the chunk has nothing to highlight
+            support = {"start": start, "end": end, "text": passage}
     return {
         "n": n,
         "path": hit.path,

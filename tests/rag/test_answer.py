@@ -141,6 +141,12 @@ def test_a_question_on_a_new_topic_is_judged_alone_not_with_the_turn_before():
     assert final.evidence["probability"] > 0.5
 
 
+def test_a_source_the_answer_shares_no_word_with_has_no_passage_to_highlight():
+    gen = FakeGenerator(["Nullus."])
+    _, final = run(answerer_for(gen))
+    assert final.sources and all(s["support"] is None for s in final.to_json()["sources"])
+
+
 def test_the_quote_comes_first_verbatim_with_its_source():
     gen = FakeGenerator(["Paris [1]."])
     events = list(answerer_for(gen).ask("What is the capital of France?"))
