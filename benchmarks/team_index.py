@@ -17,7 +17,7 @@ connects (the member's role, the proxy's token, the CA file):
    --duration seconds; in the second half of the window member 0 makes --asks real `Engine.ask` calls
    answered by one shared OpenAI-compatible model server (llama-cpp-python's server with the
    bundled model, tests/servers.py model_server), the rest are search + the evidence
-   strength the refusal decision reads (retrieval only, no generation).
+   the refusal decision reads (retrieval only, no generation).
 
 Synthetic data: chunk texts are 3 to 6 sentences drawn at random from the contexts of the
 SQuAD 2.0 dev set; --sentences distinct sentences are embedded once with the real embedder
@@ -284,7 +284,8 @@ def t0_ok(begin, duration):
 def member(idx, data_dir, questions, duration, asks, answer_tokens, barrier, results):
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        from rag.answer import Answer, evidence_strength
+        from rag import evidence
+        from rag.answer import Answer
         from rag.engine import Engine
 
         engine = Engine(data_dir)
@@ -319,7 +320,7 @@ def member(idx, data_dir, questions, duration, asks, answer_tokens, barrier, res
                         answer = piece
                 refused = bool(answer.refused)
             else:
-                evidence_strength(engine.search(q, "team:" + COLLECTION, K))
+                evidence.gather(q, engine.search(q, "team:" + COLLECTION, K), engine.embedder.embed)
         except Exception as exc:  # counted, never hidden
             err = f"{type(exc).__name__}: {exc}"[:300]
         reqs.append({"kind": "ask" if asking else "search", "t0": t0, "ms": (time.time() - t0) * 1000,
@@ -376,7 +377,7 @@ def concurrent(tmp: Path, servers, team_cfg, questions, members, duration, asks,
         "what": (f"{members} processes, each an Engine with its own data folder, embedder, PostgreSQL "
                  "connection (its own role's DSN, TLS) and Chroma HTTP client (proxy, token, TLS), on "
                  f"team:{COLLECTION}. Each request embeds a random SQuAD question and runs Engine.search "
-                 f"(k={K}) plus the evidence strength refusal reads (retrieval only). In the second half "
+                 f"(k={K}) plus the evidence the refusal decision reads (retrieval only). In the second half "
                  f"of the window member 0 makes {asks} real Engine.ask call(s) (answer_tokens={answer_tokens}, "
                  "one in flight at a time) answered by one shared llama-cpp-python server with the bundled model on "
                  "127.0.0.1 (tests/servers.py model_server, default threads: it competes for the same 2 cores)."),
