@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +39,13 @@ RESULTS = ROOT / "benchmarks" / "results"
 BUDGET = 0.10  # at most this share of answerable questions refused
 
 
-def read_features(squad: Path) -> list[dict]:
+@contextmanager
+def _indexed_squad(squad: Path):
+    """The public articles indexed through the normal pipeline (as `enclave-cli eval` does)
+    in a throwaway data folder: yields (engine, questions)."""
     from rag.engine import Engine
     from rag.evaluation import prepare
 
-    rows = []
     with tempfile.TemporaryDirectory(prefix="enclave-fit-") as tmp:
         tmp = Path(tmp)
         (tmp / "docs").mkdir()
@@ -50,24 +53,30 @@ def read_features(squad: Path) -> list[dict]:
         engine = Engine(tmp / "data")
         try:
             engine.index_all([tmp / "docs"], collection="squad-eval")
-            for i, q in enumerate(questions):
-                hits = engine.search(q.text, "squad-eval", evidence.EVIDENCE_K)
-                ev = evidence.gather(q.text, hits, engine.embedder.embed)
-                golds = [normalize_answer(a) for a in q.answers]
-                top = sorted(ev.sentences, key=lambda s: -s.similarity)[:12]
-                rows.append({
-                    "id": q.id,
-                    "article": Path(q.path).stem,
-                    "impossible": q.impossible,
-                    "features": {k: round(v, 6) for k, v in ev.features.items()},
-                    # candidates for the quote: similarity, coverage, holds a gold answer
-                    "sentences": [[round(s.similarity, 6), round(s.coverage, 6),
-                                   any(g and g in normalize_answer(s.text) for g in golds)] for s in top],
-                })
-                if (i + 1) % 100 == 0:
-                    print(f"evidence: {i + 1}/{len(questions)}", file=sys.stderr, flush=True)
+            yield engine, questions
         finally:
             engine.close()
+
+
+def read_features(squad: Path) -> list[dict]:
+    rows = []
+    with _indexed_squad(squad) as (engine, questions):
+        for i, q in enumerate(questions):
+            hits = engine.search(q.text, "squad-eval", evidence.EVIDENCE_K)
+            ev = evidence.gather(q.text, hits, engine.embedder.embed)
+            golds = [normalize_answer(a) for a in q.answers]
+            top = sorted(ev.sentences, key=lambda s: -s.similarity)[:12]
+            rows.append({
+                "id": q.id,
+                "article": Path(q.path).stem,
+                "impossible": q.impossible,
+                "features": {k: round(v, 6) for k, v in ev.features.items()},
+                # candidates for the quote: similarity, coverage, holds a gold answer
+                "sentences": [[round(s.similarity, 6), round(s.coverage, 6),
+                               any(g and g in normalize_answer(s.text) for g in golds)] for s in top],
+            })
+            if (i + 1) % 100 == 0:
+                print(f"evidence: {i + 1}/{len(questions)}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -78,49 +87,39 @@ def read_evidence(squad: Path) -> dict:
     the hits (text, offsets, fused/cosine/BM25 scores, rank in the vector and in the keyword
     candidate lists, whether it overlaps the gold paragraph) and every sentence's offsets
     and cosine to the question. Also every chunk's text, for document frequencies."""
-    from rag.engine import Engine
-    from rag.evaluation import prepare
-    from rag.retrieval import CANDIDATES, Retriever, fuse
+    from rag.retrieval import Retriever
 
     out: dict = {"evidence_k": evidence.EVIDENCE_K, "questions": []}
-    with tempfile.TemporaryDirectory(prefix="enclave-fit-") as tmp:
-        tmp = Path(tmp)
-        (tmp / "docs").mkdir()
-        questions = prepare(squad, tmp / "docs")
-        engine = Engine(tmp / "data")
-        try:
-            engine.index_all([tmp / "docs"], collection="squad-eval")
-            out["chunks"] = [r[0] for r in engine.catalog.db.execute(
-                "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
-                "WHERE d.collection = 'squad-eval' ORDER BY d.path, c.idx")]
-            index = engine._index_for("squad-eval")
-            retriever = Retriever(index, engine.embedder)
-            k = evidence.EVIDENCE_K
-            for i, q in enumerate(questions):
-                hits = engine.search(q.text, "squad-eval", k)
-                # The candidate lists the fusion read, for ranks (the same calls as search).
-                qv = engine.embedder.embed([q.text])[0]
-                vector_hits, keyword_hits = retriever.candidates(q.text, "squad-eval", k, qv)
-                by_vector = [c for c, _ in vector_hits]
-                by_keyword = [c for c, _ in keyword_hits]
-                ev = evidence.gather(q.text, hits, engine.embedder.embed)
-                out["questions"].append({
-                    "id": q.id, "article": Path(q.path).stem, "impossible": q.impossible,
-                    "question": q.text, "answers": q.answers,
-                    "hits": [{"text": h.text, "path": Path(h.path).stem, "char_start": h.char_start,
-                              "char_end": h.char_end, "score": h.score, "vector_score": h.vector_score,
-                              "keyword_score": h.keyword_score,
-                              "vector_rank": by_vector.index(h.chunk_id) + 1 if h.chunk_id in by_vector else None,
-                              "keyword_rank": by_keyword.index(h.chunk_id) + 1 if h.chunk_id in by_keyword else None,
-                              "gold": h.path == q.path and h.char_start < q.span[1] and h.char_end > q.span[0]}
-                             for h in hits],
-                    "sentences": [[s.hit, s.start, s.end, round(s.similarity, 6)] for s in ev.sentences],
-                    "features": {k2: round(v, 6) for k2, v in ev.features.items()},
-                })
-                if (i + 1) % 100 == 0:
-                    print(f"evidence: {i + 1}/{len(questions)}", file=sys.stderr, flush=True)
-        finally:
-            engine.close()
+    with _indexed_squad(squad) as (engine, questions):
+        out["chunks"] = [r[0] for r in engine.catalog.db.execute(
+            "SELECT c.text FROM chunks c JOIN documents d ON d.id = c.document_id "
+            "WHERE d.collection = 'squad-eval' ORDER BY d.path, c.idx")]
+        index = engine._index_for("squad-eval")
+        retriever = Retriever(index, engine.embedder)
+        k = evidence.EVIDENCE_K
+        for i, q in enumerate(questions):
+            hits = engine.search(q.text, "squad-eval", k)
+            # The candidate lists the fusion read, for ranks (the same calls as search).
+            qv = engine.embedder.embed([q.text])[0]
+            vector_hits, keyword_hits = retriever.candidates(q.text, "squad-eval", k, qv)
+            by_vector = [c for c, _ in vector_hits]
+            by_keyword = [c for c, _ in keyword_hits]
+            ev = evidence.gather(q.text, hits, engine.embedder.embed)
+            out["questions"].append({
+                "id": q.id, "article": Path(q.path).stem, "impossible": q.impossible,
+                "question": q.text, "answers": q.answers,
+                "hits": [{"text": h.text, "path": Path(h.path).stem, "char_start": h.char_start,
+                          "char_end": h.char_end, "score": h.score, "vector_score": h.vector_score,
+                          "keyword_score": h.keyword_score,
+                          "vector_rank": by_vector.index(h.chunk_id) + 1 if h.chunk_id in by_vector else None,
+                          "keyword_rank": by_keyword.index(h.chunk_id) + 1 if h.chunk_id in by_keyword else None,
+                          "gold": h.path == q.path and h.char_start < q.span[1] and h.char_end > q.span[0]}
+                         for h in hits],
+                "sentences": [[s.hit, s.start, s.end, round(s.similarity, 6)] for s in ev.sentences],
+                "features": {k2: round(v, 6) for k2, v in ev.features.items()},
+            })
+            if (i + 1) % 100 == 0:
+                print(f"evidence: {i + 1}/{len(questions)}", file=sys.stderr, flush=True)
     return out
 
 
