@@ -18,6 +18,7 @@ import pytest
 
 from rag.loaders import load
 from tests.conftest import CORPUS, require
+from tests.e2e.test_crash_safety import FILES as KILL_FILES, _cpu_s  # the same files and CPU clock as the local kills
 
 PDF = CORPUS / "pdf"
 TEAM_PDFS = [
@@ -25,14 +26,6 @@ TEAM_PDFS = [
     "004-pdflatex-4-pages/pdflatex-4-pages.pdf",
     "021-pdfa/crazyones-pdfa.pdf",
     "011-google-doc-document/google-doc-document.pdf",
-]
-KILL_FILES = [
-    "pdf/026-latex-multicolumn/multicolumn.pdf",
-    "pdf/004-pdflatex-4-pages/pdflatex-4-pages.pdf",
-    "pdf/021-pdfa/crazyones-pdfa.pdf",
-    "office/norwich-city.txt",
-    "office/example-10k-1p.html",
-    "office/fake-doc-emphasized-text.docx",
 ]
 
 
@@ -112,15 +105,6 @@ def test_two_members_share_a_collection_and_keep_their_own(team, tmp_path):
                           (f"%{mine.name}%",)).fetchone()[0]
     assert not db.execute("SELECT count(*) FROM enclave_chunks WHERE text LIKE '%salary review%'").fetchone()[0]
     db.close()
-
-
-def _cpu_s(pid: int) -> float | None:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, tmp_path):
