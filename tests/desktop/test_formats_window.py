@@ -16,6 +16,7 @@ from desktop.source_viewer import HIGHLIGHT
 from rag.loaders import registry
 from tests.conftest import CORPUS, require
 from tests.desktop.conftest import drop
+from tests.desktop.test_text_sources import stored_answer  # what asking leaves in the conversation store
 from tests.desktop.test_window_e2e import cite_anchors
 
 # One file of each new format (and the fact that finds it), and a scanned PDF.
@@ -57,29 +58,6 @@ def search_first(qtbot, window, question) -> object:
     window.client.run(lambda engine, job: engine.search(question, "default", 3), on_result=found.append)
     qtbot.waitUntil(lambda: bool(found), timeout=60_000)
     return found[0][0]
-
-
-def stored_answer(question: str, answer: str, marker: str):
-    """A job for the engine thread: what asking leaves in the conversation store, without the
-    model's time (as in test_text_sources.py), the source carrying its unit as answers do."""
-
-    def run(engine, job) -> int:
-        from rag.citations import best_support
-
-        hit = next(h for h in engine.search(question, "default", 5) if marker in h.text)
-        start, end, passage = best_support(answer, hit.text)
-        source = {"n": 1, "path": hit.path, "page": hit.page, "unit": hit.unit, "page_end": hit.page_end,
-                  "char_start": hit.char_start, "chunk_id": hit.chunk_id, "text": hit.text,
-                  "score": round(hit.score, 6), "support": {"start": start, "end": end, "text": passage},
-                  "cited": True}
-        data = {"answer": f"{answer} [1]", "refused": False, "uncited": False, "sources": [source],
-                "timings": {}, "model": {}, "question": question}
-        store = engine.conversations
-        conversation = store.create(title=question)
-        store.add_message(conversation, "user", question)
-        store.add_message(conversation, "assistant", data["answer"], data)
-        return conversation
-    return run
 
 
 def open_citation(qtbot, window, question, answer, marker) -> dict:

@@ -17,14 +17,14 @@ INVOICES = "Invoices above 5000 kroner need the approval of the finance director
 def stored_answer(question: str, answer: str, marker: str):
     """A job for the engine thread: what asking leaves in the conversation store, without the
     model's time. The one source is the retrieved chunk holding `marker`, with the sentence
-    that supports `answer`, as the answer pipeline cites it."""
+    that supports `answer`, and its unit (slide, sheet...), as the answer pipeline cites it."""
 
     def run(engine, job) -> int:
         from rag.citations import best_support
 
         hit = next(h for h in engine.search(question, "default", 5) if marker in h.text)
         start, end, passage = best_support(answer, hit.text)
-        source = {"n": 1, "path": hit.path, "page": hit.page, "page_end": hit.page_end,
+        source = {"n": 1, "path": hit.path, "page": hit.page, "unit": hit.unit, "page_end": hit.page_end,
                   "char_start": hit.char_start, "chunk_id": hit.chunk_id, "text": hit.text,
                   "score": round(hit.score, 6), "support": {"start": start, "end": end, "text": passage},
                   "cited": True}
