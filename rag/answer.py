@@ -144,9 +144,10 @@ class Answerer:
         retrieve_ms = (time.perf_counter() - started) * 1000
         # "and who led it?" needs the topic from the turn before; a question on a new topic is
         # judged alone, or the earlier question would drag its evidence down.
-        evidence = ev.gather(query, hits, self.embed)
+        embed = self.embed if query == question else _remembering(self.embed)
+        evidence = ev.gather(query, hits, embed)
         if query != question:
-            alone = ev.gather(question, hits, self.embed)
+            alone = ev.gather(question, hits, embed)  # embeds only the question: the sentences are known
             if alone.probability > evidence.probability:
                 evidence = alone
         evidence_ms = (time.perf_counter() - started) * 1000 - retrieve_ms
@@ -238,6 +239,19 @@ def _quote_json(evidence: ev.Evidence, sentence: ev.Sentence, labels: list[str])
             "relevance": labels[sentence.hit],
         },
     }
+
+
+def _remembering(embed: Callable[[Sequence[str]], np.ndarray]) -> Callable[[Sequence[str]], np.ndarray]:
+    """`embed` that embeds each distinct text once, for evidence read twice over the same hits."""
+    seen: dict[str, np.ndarray] = {}
+
+    def run(texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in seen]
+        if missing:
+            seen.update(zip(missing, embed(missing)))
+        return np.array([seen[t] for t in texts], dtype=np.float32)
+
+    return run
 
 
 def _source(n: int, hit: Hit, answer: str | None, cited: bool, labels: list[str], index: int) -> dict:

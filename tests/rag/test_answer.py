@@ -136,9 +136,13 @@ def test_a_question_on_a_new_topic_is_judged_alone_not_with_the_turn_before():
     # evidence refuse a question the documents answer.
     gen = FakeGenerator(["Paris [1]."])
     history = [("How many days of paid annual leave do employees get in 2024?", "28 days [1].")]
-    _, final = run(answerer_for(gen), "What is the capital of France?", history=history)
+    batches = []
+    answerer = Answerer(lambda q, k: hits(), gen, lambda texts: batches.append(list(texts)) or EMBED(texts))
+    _, final = run(answerer, "What is the capital of France?", history=history)
     assert not final.refused and gen.calls == 1
     assert final.evidence["probability"] > 0.5
+    # the second reading of the evidence embeds the question alone, not the sentences again
+    assert batches[1] == ["What is the capital of France?"]
 
 
 def test_a_source_the_answer_shares_no_word_with_has_no_passage_to_highlight():
