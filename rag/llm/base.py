@@ -27,7 +27,11 @@ class StreamStats:
     prompt_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens whose KV cache entries were kept from before
     generated_tokens: int = 0
-    finish: str = ""  # "stop" (end of turn), "length", "cancelled"
+    finish: str = ""  # "stop" (end of turn), "length", "cancelled", "refused"
+    # The probability the model gave to opening its answer with the refusal sentence
+    # (rag.prompting.CANNOT_ANSWER), read from the logits after the prompt; None where the
+    # model does not expose them (a model server).
+    refusal_probability: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,9 +76,16 @@ class ChatModel(Protocol):
         max_tokens: int,
         temperature: float = 0.0,
         should_stop: Callable[[], bool] | None = None,
+        refuse_at: float | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text as it is generated; ends early once `should_stop()` is
-        true (checked between two tokens). Closing the iterator stops generation."""
+        true (checked between two tokens). Closing the iterator stops generation.
+
+        `refuse_at`: when the model gives at least this probability to opening its answer
+        with the refusal sentence, the answer is that sentence, decoded no further (a model
+        that leans towards refusing is taken at its word; greedy decoding alone would
+        refuse only when refusing is its single most likely opening). None: never. A
+        model that cannot tell (a server) ignores it."""
         ...
 
     def close(self) -> None: ...

@@ -6,7 +6,7 @@ pickled tuples (both ends are Enclave's own code):
     -> ("load", {model_path, n_ctx, gpu_layers, seed, n_threads, flash_attn, expected_sha256})
     <- ("ok", {"context_size", "info", "sha256"}) | ("error", kind, message)
     -> ("count", messages)                       <- ("ok", tokens) | ("error", ...)
-    -> ("stream", messages, max_tokens, temperature)
+    -> ("stream", messages, max_tokens, temperature, refuse_at)
     <- ("piece", text) ... ("done", stats) | ("error", ...)
     -> ("stop",)    at any time: the stream in progress ends between two tokens
     -> ("quit",)    or the socket closing: the process exits
@@ -71,9 +71,9 @@ def serve(conn: Connection) -> None:
                 conn.send(("ok", model.prompt_tokens(message[1])))
             elif kind == "stream":
                 stop.clear()  # a stop sent for an earlier stream was read before this request
-                _, messages, max_tokens, temperature = message
+                _, messages, max_tokens, temperature, refuse_at = message
                 send = conn.send
-                for piece in model.stream(messages, max_tokens, temperature, stop.is_set):
+                for piece in model.stream(messages, max_tokens, temperature, stop.is_set, refuse_at):
                     send(("piece", piece))
                 send(("done", model.last_stats.to_json()))
             else:

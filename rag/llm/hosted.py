@@ -206,20 +206,21 @@ class HostedModel:
         max_tokens: int,
         temperature: float = 0.0,
         should_stop: Callable[[], bool] | None = None,
+        refuse_at: float | None = None,
     ) -> Iterator[str]:
         self.warm_up()
         self._close_active()
-        iterator = self._stream(messages, max_tokens, temperature, should_stop)
+        iterator = self._stream(messages, max_tokens, temperature, should_stop, refuse_at)
         self._active = iterator
         return iterator
 
-    def _stream(self, messages, max_tokens, temperature, should_stop) -> Iterator[str]:
+    def _stream(self, messages, max_tokens, temperature, should_stop, refuse_at=None) -> Iterator[str]:
         host = self._host
         assert host is not None
         conn = host.conn
         self.last_stats = StreamStats()
         try:
-            conn.send(("stream", messages, max_tokens, temperature))
+            conn.send(("stream", messages, max_tokens, temperature, refuse_at))
         except OSError:
             raise self._crashed(host, "answering") from None
         finished = stopped = False

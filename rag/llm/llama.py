@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ModelError, ModelInvalid
+from rag.prompting import CANNOT_ANSWER
 
 from .base import Message, StreamStats
 from .gguf import WHAT_TO_DO, GGUFInfo, check_gguf
@@ -168,6 +169,11 @@ class InProcessModel:
         self._token_slot = (lib.llama_token * 1)()
         self._one_token_batch = lib.llama_batch_get_one(self._token_slot, 1)
         self._pieces: dict[int, bytes | None] = {}  # token -> text bytes; None: stop
+        # The refusal sentence's first token, as the answer's first token (with and without
+        # a leading space: templates differ in what they end the assistant header with).
+        self._refusal_starts = frozenset(
+            ids[0] for ids in (llama.tokenize(text.encode(), add_bos=False, special=False)
+                               for text in (CANNOT_ANSWER, " " + CANNOT_ANSWER)) if ids)
         self._lib = lib
         self._gpu_layers = gpu_layers
         self._gguf = info
@@ -253,6 +259,7 @@ class InProcessModel:
         max_tokens: int,
         temperature: float = 0.0,
         should_stop: Callable[[], bool] | None = None,
+        refuse_at: float | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text piece by piece as the model decodes it.
 
@@ -260,7 +267,9 @@ class InProcessModel:
         finish a character split across tokens), or as soon as `should_stop()` returns
         True (checked before every token and between prompt batches). Starting a new
         stream closes one still open. Raises `ValueError` if the prompt leaves no room
-        in the context; the prompt builder prevents that.
+        in the context; the prompt builder prevents that. `refuse_at`: see
+        `ChatModel.stream`; the probability is read from the logits the prompt left, so
+        it costs no decoding.
         """
         self.warm_up()
         self._close_active()
@@ -272,7 +281,7 @@ class InProcessModel:
             raise ValueError(
                 f"the prompt has {len(prompt)} tokens but the context holds {self._n_ctx}"
             )
-        iterator = self._generate(prompt, max_tokens, room, temperature, should_stop)
+        iterator = self._generate(prompt, max_tokens, room, temperature, should_stop, refuse_at)
         self._active = iterator
         return iterator
 
@@ -351,6 +360,7 @@ class InProcessModel:
         room: int,
         temperature: float,
         should_stop: Callable[[], bool] | None,
+        refuse_at: float | None = None,
     ) -> Iterator[str]:
         lib = self._lib
         max_tokens = min(max_tokens, room)
@@ -361,6 +371,12 @@ class InProcessModel:
             return
         if not self._prefill(prompt, should_stop):
             stats.finish = "cancelled"
+            return
+        stats.refusal_probability = self._refusal_probability()
+        if refuse_at is not None and stats.refusal_probability is not None \
+                and stats.refusal_probability >= refuse_at:
+            stats.finish = "refused"
+            yield CANNOT_ANSWER
             return
         sampler = self._greedy if temperature <= 0.0 else self._new_sampler(lib, temperature)
         lib.llama_sampler_reset(sampler)
@@ -420,6 +436,20 @@ class InProcessModel:
         finally:
             if sampler is not self._greedy:
                 lib.llama_sampler_free(sampler)
+
+    def _refusal_probability(self) -> float | None:
+        """P(the answer opens with the refusal sentence's first token), from the logits of
+        the prompt's last token. Its first token is one the model would not begin an answer
+        with otherwise ("I"), so this is how strongly the model leans towards refusing."""
+        import numpy as np  # llama_cpp depends on it
+
+        starts = self._refusal_starts
+        pointer = self._lib.llama_get_logits_ith(self._ctx, -1)
+        if not starts or not ctypes.cast(pointer, ctypes.c_void_p).value:
+            return None
+        logits = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).astype(np.float64)
+        top = logits.max()
+        return float(np.exp(logits[list(starts)] - top).sum() / np.exp(logits - top).sum())
 
     # Greedy decoding picks the highest logit. llama.cpp's sampler does that by copying all
     # logits into a candidate array first, a fixed cost per token that shows on a fast GPU;

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from rag.errors import ModelError
 
+from rag.prompting import CANNOT_ANSWER
+
 from .base import Message, StreamStats
 
 CONNECT_TIMEOUT_S = 5.0
@@ -220,19 +222,25 @@ class RemoteModel:
         max_tokens: int,
         temperature: float = 0.0,
         should_stop: Callable[[], bool] | None = None,
+        refuse_at: float | None = None,
     ) -> Iterator[str]:
+        """`refuse_at` (see `ChatModel.stream`) costs one more request: the first token alone,
+        with the log-probabilities of the likeliest 20 (the server keeps the prompt it read,
+        so the answer that follows does not read it again). A server that gives no
+        log-probabilities answers as if `refuse_at` were None."""
         self.warm_up()
         body = {"messages": messages, "max_tokens": max_tokens, "temperature": temperature, "stream": True}
         if self._served_model:
             body["model"] = self._served_model
-        return self._stream(body, should_stop)
+        return self._stream(body, should_stop, refuse_at)
 
-    def _stream(self, body: dict, should_stop: Callable[[], bool] | None) -> Iterator[str]:
+    def _stream(self, body: dict, should_stop: Callable[[], bool] | None,
+                refuse_at: float | None = None) -> Iterator[str]:
         # A reader thread takes the events off the socket, so Stop is obeyed at once even
         # while the server is still reading the prompt.
         events: queue.Queue = queue.Queue()
         cancelled = threading.Event()
-        reader = threading.Thread(target=self._read_events, args=(body, events, cancelled),
+        reader = threading.Thread(target=self._read_events, args=(body, events, cancelled, refuse_at),
                                   name="model-server-stream", daemon=True)
         stats = self.last_stats = StreamStats()
         reader.start()
@@ -248,6 +256,12 @@ class RemoteModel:
                 if kind == "piece":
                     stats.generated_tokens += 1
                     yield value
+                elif kind == "lean":
+                    stats.refusal_probability = value
+                elif kind == "refuse":
+                    stats.finish = "refused"
+                    yield CANNOT_ANSWER
+                    return
                 elif kind == "done":
                     stats.finish = value.get("finish") or "stop"
                     stats.prompt_tokens = value.get("prompt_tokens") or 0
@@ -259,10 +273,42 @@ class RemoteModel:
         finally:
             cancelled.set()  # the reader closes the response, which ends the server's work
 
-    def _read_events(self, body: dict, events: queue.Queue, cancelled: threading.Event) -> None:
+    def _refusal_probability(self, body: dict) -> float | None:
+        """P(the answer's first token is the refusal sentence's "I"), from the server's top
+        log-probabilities of the first token (0 when "I" is not among them); None when
+        the server gives none."""
+        import math
+
+        during = "while reading the question"
+        probe = dict(body, stream=False, max_tokens=1, logprobs=True, top_logprobs=20)
+        try:
+            response = self.client.post("/v1/chat/completions", json=probe, headers=self._headers())
+        except Exception as exc:  # noqa: BLE001 - httpx errors become one readable message
+            raise self._failure(exc, during) from None
+        if response.status_code in (400, 422):  # a server that refuses the log-probability fields
+            return None
+        self._check(response, during)
+        try:
+            first = response.json()["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+        if not first:
+            return None
+        return min(1.0, sum(math.exp(e["logprob"]) for e in first if str(e.get("token", "")).strip() == "I"))
+
+    def _read_events(self, body: dict, events: queue.Queue, cancelled: threading.Event,
+                     refuse_at: float | None = None) -> None:
         during = "while answering"
         finish, usage, started = None, {}, False
         try:
+            if refuse_at is not None:
+                lean = self._refusal_probability(body)
+                events.put(("lean", lean))
+                if lean is not None and lean >= refuse_at:
+                    events.put(("refuse", None))
+                    return
+                if cancelled.is_set():
+                    return
             with self.client.stream("POST", "/v1/chat/completions", json=body, headers=self._headers()) as response:
                 self._check(response, "when asked for an answer")
                 for line in response.iter_lines():

@@ -83,6 +83,39 @@ def test_the_engine_streams_a_cited_answer_from_the_server_and_contacts_nothing_
     assert contacted and set(contacted) == {("127.0.0.1", server.port)}
 
 
+def test_the_servers_refusal_probability_is_the_local_models_and_refuse_at_acts_on_it(
+        server, key, docs, tmp_path, real_embedder):
+    from rag.llm.llama import InProcessModel
+    from rag.prompting import CANNOT_ANSWER, SYSTEM_PROMPT
+
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": "Sources:\n\n(No sources were found for this question.)\n\n"
+                                            "Question: Who won the 1998 football world cup?"}]
+    remote = RemoteModel(server.url, api_key_env=KEY_ENV)
+    local = InProcessModel(default_model_path(), n_ctx=4096)
+    try:
+        answer = "".join(remote.stream(messages, 8, refuse_at=1.0))
+        p = remote.last_stats.refusal_probability
+        assert answer and CANNOT_ANSWER not in answer
+        list(local.stream(messages, 1))
+        # The same model file behind the server: the same probability of opening with "I".
+        assert p == pytest.approx(local.last_stats.refusal_probability, rel=0.05)
+        assert list(remote.stream(messages, 8, refuse_at=p / 2)) == [CANNOT_ANSWER]
+        assert remote.last_stats.finish == "refused"
+        assert "".join(remote.stream(messages, 8)) and remote.last_stats.refusal_probability is None
+    finally:
+        remote.close()
+        local.close()
+    # Through the engine, the settings' cut reaches the server's answer.
+    engine = Engine(tmp_path / "data", settings=remote_settings(server, model_refusal_probability=p / 10),
+                    embedder=real_embedder)
+    engine.index_all([docs])
+    answer = [e for e in engine.ask(QUESTION) if isinstance(e, Answer)][0]
+    engine.close()
+    assert answer.refused and answer.refused_by == "model"
+    assert answer.evidence["model_refusal_probability"] > p / 10
+
+
 def cli(*args, data_dir, env_extra=None, timeout=600):
     env = dict(os.environ, ENCLAVE_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1", **(env_extra or {}))
     return subprocess.run([sys.executable, "-m", "rag.cli", *args], capture_output=True, text=True,

@@ -11,6 +11,7 @@ from rag.errors import ModelInvalid, ModelNotFound
 from rag.llm.bundled import default_model_path
 from rag.llm.gguf import check_gguf
 from rag.llm.llama import InProcessModel as Generator
+from rag.prompting import CANNOT_ANSWER, SYSTEM_PROMPT
 
 # -- a tiny GGUF writer for hand-made files -------------------------------------------
 
@@ -425,3 +426,35 @@ def test_copy_of_the_real_model_loads(tmp_path, model_path):
     copy = tmp_path / "renamed model.gguf"
     shutil.copyfile(model_path, copy)
     assert check_gguf(copy).tensor_count == check_gguf(model_path).tensor_count
+
+
+def test_the_refusal_probability_is_the_models_own_and_refuse_at_takes_it_at_its_word(generator, model_path):
+    import llama_cpp
+    import numpy as np
+
+    messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": "Sources:\n\n(No sources were found for this question.)\n\n"
+                                            "Question: Who won the 1998 football world cup?"}]
+    generator.reset_cache()
+    answer = "".join(generator.stream(messages, max_tokens=20))
+    p = generator.last_stats.refusal_probability
+    assert answer and CANNOT_ANSWER not in answer and 0.0 < p < 1.0
+    # The same number from llama-cpp-python's own logits: P(first token "I" or " I").
+    reference = llama_cpp.Llama(str(model_path), n_ctx=512, logits_all=True, verbose=False)
+    try:
+        tokens = reference.tokenize(generator.render_chat(messages).encode(), add_bos=False, special=True)
+        reference.eval(tokens)
+        logits = np.array(reference.scores[len(tokens) - 1], dtype=np.float64)
+        starts = {reference.tokenize(t.encode(), add_bos=False)[0] for t in ("I", " I")}
+        expected = np.exp(logits[list(starts)] - logits.max()).sum() / np.exp(logits - logits.max()).sum()
+    finally:
+        reference.close()
+    assert p == pytest.approx(expected, rel=0.05)
+
+    # At or below that probability the answer is the refusal sentence, decoded no further...
+    refused = list(generator.stream(messages, max_tokens=20, refuse_at=p / 2))
+    assert refused == [CANNOT_ANSWER]
+    assert generator.last_stats.finish == "refused" and generator.last_stats.generated_tokens == 0
+    # ...above it the model answers, and the refusal left the context fit for the next answer.
+    kept = "".join(generator.stream(messages, max_tokens=20, refuse_at=min(1.0, p * 2)))
+    assert kept and CANNOT_ANSWER not in kept and generator.last_stats.finish in ("stop", "length")

@@ -16,6 +16,7 @@ from rag.llm.bundled import default_model_path
 from rag.children import describe_exit
 from rag.llm.hosted import HostedModel
 from rag.llm.llama import InProcessModel
+from rag.prompting import CANNOT_ANSWER
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
@@ -50,6 +51,14 @@ def test_the_hosted_model_is_a_chat_model_and_streams_what_in_process_streams(ho
         assert hosted.host_pid != os.getpid()
     finally:
         local.close()
+
+
+def test_the_refusal_cut_reaches_the_host_and_its_probability_comes_back(hosted):
+    answer = "".join(hosted.stream(MESSAGES, 8))
+    p = hosted.last_stats.refusal_probability
+    assert answer and 0.0 < p < 1.0
+    assert list(hosted.stream(MESSAGES, 8, refuse_at=p / 2)) == [CANNOT_ANSWER]
+    assert hosted.last_stats.finish == "refused" and hosted.last_stats.refusal_probability > p / 2
 
 
 def test_stop_between_tokens_and_an_abandoned_stream_leave_the_host_usable(hosted):
