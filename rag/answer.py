@@ -11,7 +11,9 @@
 When the evidence is too weak (see rag/evidence.py) it refuses without calling the model
 and without a quote: a small model given unrelated text improvises, and an invented answer
 with a citation is worse than none. A model that says it cannot answer from the sources
-counts as a refusal too.
+counts as a refusal too, and so does one that leans towards saying so: the probability it
+gives to opening with the refusal sentence (read from the logits its prompt leaves) reaches
+`refuse_at` (see rag/evidence.py, MODEL_REFUSAL_PROBABILITY).
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class Answerer:
         temperature: float = 0.0,
         answer_tokens: int = ANSWER_TOKENS,
         excerpts: bool = True,
+        refuse_at: float | None = ev.MODEL_REFUSAL_PROBABILITY,
     ):
         self.search = search
         self.model = model
@@ -130,6 +133,7 @@ class Answerer:
         self.temperature = temperature
         self.answer_tokens = answer_tokens
         self.excerpts = excerpts  # the prompt carries the sentences that bear on the question
+        self.refuse_at = refuse_at
 
     def ask(
         self,
@@ -183,7 +187,7 @@ class Answerer:
         pieces: list[str] = []
         first = None
         gen_start = time.perf_counter()
-        stream = model.stream(prompt.messages, self.answer_tokens, self.temperature, should_stop)
+        stream = model.stream(prompt.messages, self.answer_tokens, self.temperature, should_stop, self.refuse_at)
         try:
             for piece in stream:
                 if first is None:
@@ -206,6 +210,9 @@ class Answerer:
         timings["prompt_ms"] = round((gen_start - started) * 1000, 1)  # until the model got the prompt
         timings["generate_ms"] = round((end - gen_start) * 1000, 1)
         refused = model_refused(text)
+        summary["model_refusal_probability"] = (None if model.last_stats.refusal_probability is None
+                                                else round(model.last_stats.refusal_probability, 4))
+        summary["model_refuse_at"] = self.refuse_at
         cited = cited_numbers(text, len(prompt.sources))
         uncited = not cited
         chosen = cited or list(range(1, len(prompt.sources) + 1))

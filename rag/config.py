@@ -141,6 +141,9 @@ class Settings:
     # documents answer is below this (rag/evidence.py); the prompt carries the sentences
     # that bear on the question instead of whole chunks unless prompt_excerpts is off.
     answer_min_probability: float = 0.38  # = evidence.DEFAULT_MIN_PROBABILITY
+    # A local model that gives at least this probability to opening its answer with "I
+    # cannot answer this from the sources." refuses (1.0: only when it writes it).
+    model_refusal_probability: float = 0.09  # = evidence.MODEL_REFUSAL_PROBABILITY
     prompt_excerpts: bool = True
     # Answers from an OpenAI-compatible server (a team's GPU box) instead of this machine's
     # model: its URL, the environment variable holding its API key (the key itself is never
@@ -175,6 +178,8 @@ class Settings:
             problems.append("parse_workers must be between 0 (one per core) and 64")
         if not 0.0 <= self.answer_min_probability <= 1.0:
             problems.append("answer_min_probability must be between 0 and 1")
+        if not 0.0 < self.model_refusal_probability <= 1.0:
+            problems.append("model_refusal_probability must be above 0 and at most 1")
         if not 0.0 <= self.temperature <= 2.0:
             problems.append("temperature must be between 0 and 2")
         if self.llm_endpoint:

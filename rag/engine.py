@@ -163,6 +163,7 @@ class Engine:
             min_probability=self.settings.answer_min_probability,
             temperature=self.settings.temperature,
             excerpts=self.settings.prompt_excerpts,
+            refuse_at=self.settings.model_refusal_probability,
             **({"answer_tokens": answer_tokens} if answer_tokens else {}),
         )
         return answerer.ask(question, k or self.settings.top_k, history, should_stop)

@@ -187,6 +187,7 @@ def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=N
                 first_token_ms=result.timings.get("first_token_ms"), quote_ms=result.timings.get("quote_ms"),
                 total_ms=result.timings.get("total_ms"), prompt_tokens=result.timings.get("prompt_tokens"),
                 claims=[{"supported": c["supported"], "score": c["score"]} for c in result.claims],
+                model_refusal_probability=(result.evidence or {}).get("model_refusal_probability"),
             )
             if not q.impossible:
                 record.update(

@@ -8,7 +8,8 @@ that come
   whether a name or number of the question is missing from the best passage's chunk, whether
   the question denies what the passage does not, and whether a number of the question, in
   digits or words, is missing from it), fitted on the public SQuAD 2.0 set by
-  `benchmarks/fit_answerability.py`, whose coefficients are written below;
+  `benchmarks/fit_answerability.py`, whose coefficients are written below (a question it
+  lets through may still be refused by the model's own lean, MODEL_REFUSAL_PROBABILITY);
 - the quote: the one sentence that best answers the question, verbatim, shown before the
   model has read its prompt;
 - a plain relevance label per source ("strong", "partial", "weak"), from the same model
@@ -61,6 +62,12 @@ COEFFICIENTS = {
 # Answer when P reaches this: the highest cut that refuses at most 10% of the answerable
 # questions of the public set (see README, Results, and benchmarks/results/refusal_curve.png).
 DEFAULT_MIN_PROBABILITY = 0.38
+# A model that gives at least this probability to opening its answer with the refusal
+# sentence refuses (rag/llm/base.py, `refuse_at`): chosen by `benchmarks/model_refusal.py`
+# on the public set with the evaluation model, where P < DEFAULT_MIN_PROBABILITY and this
+# together refuse the most unanswerable questions at 10% of the answerable. The bundled
+# 135M model almost never gives the refusal this much, so for it the rule changes nothing.
+MODEL_REFUSAL_PROBABILITY = 0.09
 STRONG = 0.70  # a source whose own evidence reaches this is a "strong" match
 
 # A claim is supported when its content words are in the sources it cites, or when a

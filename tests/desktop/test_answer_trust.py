@@ -37,7 +37,7 @@ class ScriptedModel:
     def prompt_tokens(self, messages):
         return sum(len(m["content"].split()) for m in messages)
 
-    def stream(self, messages, max_tokens, temperature=0.0, should_stop=None):
+    def stream(self, messages, max_tokens, temperature=0.0, should_stop=None, refuse_at=None):
         for n, piece in enumerate([f"{SUPPORTED} [1]. ", f"{INVENTED} [1]."], 1):
             self.last_stats.generated_tokens = n
             yield piece

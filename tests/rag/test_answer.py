@@ -24,7 +24,7 @@ class FakeGenerator:
     def prompt_tokens(self, messages):
         return sum(len(m["content"].split()) for m in messages)
 
-    def stream(self, messages, max_tokens, temperature=0.0, should_stop=None):
+    def stream(self, messages, max_tokens, temperature=0.0, should_stop=None, refuse_at=None):
         self.calls += 1
         self.messages = messages
 
@@ -189,6 +189,34 @@ def test_a_citation_alone_is_no_answer_and_cannot_answer_is_a_refusal():
     assert model_refused("The sources do not mention the population [1].")
     assert model_refused("I don't know.")
     assert not model_refused("Paris is the capital [1]. The sources do not mention its size.")
+
+
+class LeaningGenerator(FakeGenerator):
+    """Gives the refusal sentence probability `lean` as its opening, as a local model does."""
+
+    def __init__(self, pieces, lean):
+        super().__init__(pieces)
+        self.lean = lean
+        self.refuse_at = "never asked"
+
+    def stream(self, messages, max_tokens, temperature=0.0, should_stop=None, refuse_at=None):
+        self.calls += 1
+        self.refuse_at = refuse_at
+        self.last_stats = StreamStats(refusal_probability=self.lean)
+        pieces = ["I cannot answer this from the sources."] if refuse_at is not None and self.lean >= refuse_at \
+            else self.pieces
+        return (piece for piece in pieces)
+
+
+def test_a_model_leaning_towards_refusing_is_a_refusal_at_the_settings_cut():
+    leaning = LeaningGenerator(["Paris [1]."], lean=0.3)
+    _, answer = run(answerer_for(leaning, refuse_at=0.25))
+    assert leaning.refuse_at == 0.25  # the cut reaches the model
+    assert answer.refused and answer.refused_by == "model" and answer.claims == []
+    assert answer.evidence["model_refusal_probability"] == 0.3 and answer.evidence["model_refuse_at"] == 0.25
+    _, answer = run(answerer_for(LeaningGenerator(["Paris [1]."], lean=0.2), refuse_at=0.25))
+    assert not answer.refused and answer.text == "Paris [1]."
+    assert answer.evidence["model_refusal_probability"] == 0.2
 
 
 def test_sources_carry_a_relevance_label_and_the_prompt_carries_excerpts():

@@ -20,6 +20,8 @@ def test_settings_round_trip_atomically_with_private_permissions(tmp_path):
 def test_invalid_values_are_refused_with_a_message(tmp_path):
     with pytest.raises(EnclaveError, match="chunk_tokens"):
         Settings(chunk_tokens=400).save(tmp_path)
+    with pytest.raises(EnclaveError, match="model_refusal_probability"):
+        Settings(model_refusal_probability=0.0).save(tmp_path)
     (tmp_path / "settings.toml").write_text("top_k = 'many'\n")
     with pytest.raises(EnclaveError, match="top_k"):
         Settings.load(tmp_path)
