@@ -5,6 +5,7 @@ bearer token, SSE streaming, Stop, errors in the stream, and the byte estimate e
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,7 @@ import pytest
 from rag.errors import ModelError
 from rag.llm import ChatModel
 from rag.llm.remote import TEMPLATE_TOKENS_FIXED, TEMPLATE_TOKENS_PER_MESSAGE, RemoteModel
+from rag.prompting import CANNOT_ANSWER
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Où est la gare ?"}]
 
@@ -21,8 +23,12 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 class Script:
     """What the fake server answers, and what it was asked."""
 
-    def __init__(self, llama_server=True, pieces=(" Hello", ",", " world", "."), delay=0.0, error_after=None):
+    def __init__(self, llama_server=True, pieces=(" Hello", ",", " world", "."), delay=0.0, error_after=None,
+                 first_token=None):
         self.llama_server = llama_server
+        # The first token's top log-probabilities for a request that asks for them; None:
+        # such a request is refused with 400, as by a server without them.
+        self.first_token = first_token
         self.pieces = list(pieces)
         self.delay = delay
         self.error_after = error_after
@@ -63,6 +69,13 @@ def serve(script: Script):
                 self._json(200, {"prompt": " | ".join(f"{m['role']}: {m['content']}" for m in body["messages"])})
             elif self.path == "/tokenize" and script.llama_server:
                 self._json(200, {"tokens": list(range(len(body["content"].split())))})
+            elif self.path == "/v1/chat/completions" and body.get("logprobs"):
+                if script.first_token is None:
+                    self._json(400, {"error": {"message": "logprobs is not supported"}})
+                else:
+                    top = [{"token": t, "logprob": lp} for t, lp in script.first_token]
+                    self._json(200, {"choices": [{"message": {"content": script.first_token[0][0]},
+                                                  "logprobs": {"content": [{"top_logprobs": top}]}}]})
             elif self.path == "/v1/chat/completions":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -156,3 +169,24 @@ def test_a_server_that_cannot_count_gets_a_byte_estimate_that_never_undercounts(
 def test_an_address_that_is_no_url_is_refused_in_plain_words():
     with pytest.raises(ModelError, match="is not a URL like http://gpu-box.internal:8080"):
         RemoteModel("gpu-box:8080")
+
+
+@pytest.mark.parametrize("fake", [{"first_token": [("The", math.log(0.5)), ("I", math.log(0.3)), (" I", math.log(0.05))]}],
+                         indirect=True)
+def test_refuse_at_reads_the_first_tokens_log_probabilities_in_one_request(fake):
+    script, url = fake
+    model = RemoteModel(url)
+    assert list(model.stream(MESSAGES, 64, refuse_at=0.3)) == [CANNOT_ANSWER]
+    assert model.last_stats.finish == "refused" and model.last_stats.refusal_probability == pytest.approx(0.35)
+    probe = [body for _, path, body, _ in script.requests if path == "/v1/chat/completions"]
+    assert len(probe) == 1 and probe[0]["stream"] is False and probe[0]["max_tokens"] == 1
+    assert probe[0]["top_logprobs"] == 20 and probe[0]["messages"] == MESSAGES
+    assert list(model.stream(MESSAGES, 64, refuse_at=0.4)) == ["Hello", ",", " world", "."]
+    assert model.last_stats.refusal_probability == pytest.approx(0.35)
+
+
+def test_a_server_without_log_probabilities_answers_as_without_refuse_at(fake):
+    script, url = fake
+    model = RemoteModel(url)
+    assert list(model.stream(MESSAGES, 64, refuse_at=0.01)) == ["Hello", ",", " world", "."]
+    assert model.last_stats.refusal_probability is None and model.last_stats.finish == "stop"
