@@ -143,7 +143,7 @@ class Settings:
     answer_min_probability: float = 0.38  # = evidence.DEFAULT_MIN_PROBABILITY
     # A local model that gives at least this probability to opening its answer with "I
     # cannot answer this from the sources." refuses (1.0: only when it writes it).
-    model_refusal_probability: float = 0.09  # = evidence.MODEL_REFUSAL_PROBABILITY
+    model_refusal_probability: float = 0.24  # = evidence.MODEL_REFUSAL_PROBABILITY
     prompt_excerpts: bool = True
     # Answers from an OpenAI-compatible server (a team's GPU box) instead of this machine's
     # model: its URL, the environment variable holding its API key (the key itself is never

@@ -64,10 +64,14 @@ COEFFICIENTS = {
 DEFAULT_MIN_PROBABILITY = 0.38
 # A model that gives at least this probability to opening its answer with the refusal
 # sentence refuses (rag/llm/base.py, `refuse_at`): chosen by `benchmarks/model_refusal.py`
-# on the public set with the evaluation model, where P < DEFAULT_MIN_PROBABILITY and this
-# together refuse the most unanswerable questions at 10% of the answerable. The bundled
-# 135M model almost never gives the refusal this much, so for it the rule changes nothing.
-MODEL_REFUSAL_PROBABILITY = 0.09
+# on all 626 public questions with the evaluation model (Qwen2.5-Coder-1.5B), the lowest cut
+# that, with P < DEFAULT_MIN_PROBABILITY, refuses at most 10% of the answerable: together
+# 42.0% of unanswerable at 9.9% of answerable (the evidence alone 38.1% at 9.2%; chosen on
+# one half, the other half gets 38.0% at 10.2%). Both cuts chosen together (evidence 0.26,
+# model 0.07) reach 49.8% at 9.9%, 41.6% at 8.2% on the half they were not chosen on: a
+# setting for models that read as well, not the default, because the bundled 135M model
+# never gives the refusal that much (its median is 1.3%) and would only lose refusals.
+MODEL_REFUSAL_PROBABILITY = 0.24
 STRONG = 0.70  # a source whose own evidence reaches this is a "strong" match
 
 # A claim is supported when its content words are in the sources it cites, or when a
