@@ -10,8 +10,9 @@ questions through `Answerer` itself (the same retrieval as `fit_answerability.py
 the same sentence excerpts, three sources, one answer token) with the evidence cut off so
 that every question reaches the model, and records P (the evidence model) and the model's
 refusal probability. Then, with the evidence cut of rag/evidence.py fixed, it chooses on
-one half of the sample the highest refusal cut for the model that refuses at most 10% of
-the answerable questions, and reports what that cut does on the other half and on all.
+one half of the sample the lowest refusal cut for the model that refuses at most 10% of
+the answerable questions, and reports what that cut does on the other half and on all;
+and the same for both cuts chosen together.
 Writes benchmarks/results/model_refusal_<model>.json.
 """
 
@@ -84,7 +85,7 @@ def refused(rows: list[dict], min_p: float, cut: float | None) -> np.ndarray:
 def rates(rows: list[dict], min_p: float, cut: float | None) -> dict:
     impossible = np.array([r["impossible"] for r in rows])
     flags = refused(rows, min_p, cut)
-    return {"questions": len(rows), "cut": cut,
+    return {"questions": len(rows), "min_probability": min_p, "cut": cut,
             "unanswerable_refused": round(float(flags[impossible].mean()), 4),
             "answerable_refused": round(float(flags[~impossible].mean()), 4)}
 
@@ -97,6 +98,21 @@ def choose_cut(rows: list[dict], min_p: float) -> float | None:
             break
         best = float(cut)
     return best
+
+
+def choose_pair(rows: list[dict]) -> tuple[float, float | None]:
+    """Both cuts at once: the evidence cut and the model's refusal cut (two decimals each)
+    that refuse the most unanswerable questions at most BUDGET of the answerable; ties go to
+    the higher cuts (fewer refusals of either kind)."""
+    best = (-1.0, 0.0, 0.0, None)
+    for min_p in np.round(np.arange(0.50, 0.09, -0.01), 2):
+        cut = choose_cut(rows, float(min_p))
+        if cut is None:
+            continue
+        got = rates(rows, float(min_p), cut)["unanswerable_refused"]
+        if got > best[0]:
+            best = (got, float(min_p), cut, None)
+    return best[1], best[2]
 
 
 def auc(rows: list[dict]) -> float:
@@ -136,6 +152,7 @@ def main() -> int:
     fit_half, check_half = rows[0::2], rows[1::2]
     cut = choose_cut(fit_half, min_p)
     all_cut = choose_cut(rows, min_p)
+    pair, all_pair = choose_pair(fit_half), choose_pair(rows)
     report = {
         "model": Path(model_path).name,
         "questions": len(rows),
@@ -154,6 +171,12 @@ def main() -> int:
         "cut_from_all": all_cut,
         "all": rates(rows, min_p, all_cut),
         "at_default_cut": rates(rows, min_p, evidence.MODEL_REFUSAL_PROBABILITY),
+        # both cuts chosen on the first half, measured on the second (and both on all)
+        "both_cuts_from_first_half": pair,
+        "both_first_half": rates(fit_half, *pair),
+        "both_second_half": rates(check_half, *pair),
+        "both_cuts_from_all": all_pair,
+        "both_all": rates(rows, *all_pair),
         "default_cut": evidence.MODEL_REFUSAL_PROBABILITY,
         "prompt_tokens_p50": float(np.median([r["prompt_tokens"] for r in rows if r["prompt_tokens"]])),
     }
