@@ -123,17 +123,32 @@ def read_evidence(squad: Path) -> dict:
     return out
 
 
+def load_cache(path: Path, squad: Path = SQUAD) -> dict:
+    """The cache of `read_evidence` at `path`, read (and written) once."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(read_evidence(squad)) + "\n")
+    return json.loads(path.read_text())
+
+
+def cached_hits(question: dict, suffix: str = "") -> list:
+    """A cached question's hits as `Hit`s (`suffix` is added to the article's name, so a
+    prompt built from them names a file)."""
+    from rag.types import Hit
+
+    return [Hit(chunk_id=str(n), path=h["path"] + suffix, page=None, text=h["text"], score=h["score"],
+                vector_score=h["vector_score"], keyword_score=h["keyword_score"],
+                char_start=h["char_start"], char_end=h["char_end"]) for n, h in enumerate(question["hits"])]
+
+
 def rows_from_cache(cache: dict) -> list[dict]:
     """The rows `read_features` gives, computed from a cache of `read_evidence` by the code
     rag/evidence.py runs (its features as they are now): seconds instead of minutes."""
     from rag.evaluation import normalize_answer
-    from rag.types import Hit
 
     rows = []
     for q in cache["questions"]:
-        hits = [Hit(chunk_id=str(n), path=h["path"], page=None, text=h["text"], score=h["score"],
-                    vector_score=h["vector_score"], keyword_score=h["keyword_score"],
-                    char_start=h["char_start"], char_end=h["char_end"]) for n, h in enumerate(q["hits"])]
+        hits = cached_hits(q)
         sentences = [evidence.Sentence(i, a, b, hits[i].text[a:b], sim) for i, a, b, sim in q["sentences"]]
         terms = evidence.question_terms(q["question"])
         for s in sentences:
@@ -207,10 +222,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.cache:
-        if not args.cache.exists():
-            args.cache.parent.mkdir(parents=True, exist_ok=True)
-            args.cache.write_text(json.dumps(read_evidence(args.squad)) + "\n")
-        rows = rows_from_cache(json.loads(args.cache.read_text()))
+        rows = rows_from_cache(load_cache(args.cache, args.squad))
         (args.features or RESULTS / "answerability_features.json").write_text(json.dumps(rows) + "\n")
     elif args.features and args.features.exists():
         rows = json.loads(args.features.read_text())

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from fit_answerability import cached_hits, load_cache  # noqa: E402
 from rag import evidence  # noqa: E402
 
 BUDGET = 0.10
@@ -43,7 +44,6 @@ def ask_all(cache: dict, model_path: Path, n: int, seed: int, threads: int | Non
     from rag.config import default_embedding_model
     from rag.embedding import SentenceEmbedder
     from rag.llm.llama import InProcessModel
-    from rag.types import Hit
 
     questions = cache["questions"]
     rng = np.random.default_rng(seed)
@@ -57,9 +57,7 @@ def ask_all(cache: dict, model_path: Path, n: int, seed: int, threads: int | Non
     try:
         for done, i in enumerate(chosen, 1):
             q = questions[i]
-            hits = [Hit(chunk_id=str(n), path=h["path"] + ".txt", page=None, text=h["text"], score=h["score"],
-                        vector_score=h["vector_score"], keyword_score=h["keyword_score"],
-                        char_start=h["char_start"], char_end=h["char_end"]) for n, h in enumerate(q["hits"])]
+            hits = cached_hits(q, ".txt")
             # min_probability 0: every question reaches the model; the cut is applied below.
             answerer = Answerer(lambda query, k, hits=hits: hits[:k], model, embedder.embed,
                                 min_probability=0.0, answer_tokens=1, refuse_at=None)
@@ -104,14 +102,14 @@ def choose_pair(rows: list[dict]) -> tuple[float, float | None]:
     """Both cuts at once: the evidence cut and the model's refusal cut (two decimals each)
     that refuse the most unanswerable questions at most BUDGET of the answerable; ties go to
     the higher cuts (fewer refusals of either kind)."""
-    best = (-1.0, 0.0, 0.0, None)
+    best = (-1.0, 0.0, 0.0)
     for min_p in np.round(np.arange(0.50, 0.09, -0.01), 2):
         cut = choose_cut(rows, float(min_p))
         if cut is None:
             continue
         got = rates(rows, float(min_p), cut)["unanswerable_refused"]
         if got > best[0]:
-            best = (got, float(min_p), cut, None)
+            best = (got, float(min_p), cut)
     return best[1], best[2]
 
 
@@ -139,12 +137,7 @@ def main() -> int:
     if args.rows and args.rows.exists():
         rows = json.loads(args.rows.read_text())
     else:
-        if not args.cache.exists():
-            import fit_answerability
-
-            args.cache.parent.mkdir(parents=True, exist_ok=True)
-            args.cache.write_text(json.dumps(fit_answerability.read_evidence(fit_answerability.SQUAD)) + "\n")
-        rows = ask_all(json.loads(args.cache.read_text()), model_path, args.n, args.seed, args.threads, args.rows)
+        rows = ask_all(load_cache(args.cache), model_path, args.n, args.seed, args.threads, args.rows)
         if args.rows:
             args.rows.write_text(json.dumps(rows) + "\n")
 
