@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rag.errors import ModelError
-
 from rag.prompting import CANNOT_ANSWER
 
 from .base import Message, StreamStats
@@ -36,6 +35,8 @@ CONNECT_TIMEOUT_S = 5.0
 # Role markers and separators a chat template adds around each message, counted generously.
 TEMPLATE_TOKENS_PER_MESSAGE = 8
 TEMPLATE_TOKENS_FIXED = 16
+# The refusal sentence's first word: a server names tokens by their text ("I", " I").
+_REFUSAL_OPENING = CANNOT_ANSWER.split()[0]
 
 
 class ModelServerError(ModelError):
@@ -274,8 +275,8 @@ class RemoteModel:
             cancelled.set()  # the reader closes the response, which ends the server's work
 
     def _refusal_probability(self, body: dict) -> float | None:
-        """P(the answer's first token is the refusal sentence's "I"), from the server's top
-        log-probabilities of the first token (0 when "I" is not among them); None when
+        """P(the answer's first token is the refusal sentence's first word), from the server's top
+        log-probabilities of the first token (0 when it is not among them); None when
         the server gives none."""
         import math
 
@@ -294,7 +295,8 @@ class RemoteModel:
             return None
         if not first:
             return None
-        return min(1.0, sum(math.exp(e["logprob"]) for e in first if str(e.get("token", "")).strip() == "I"))
+        return min(1.0, sum(math.exp(e["logprob"]) for e in first
+                            if str(e.get("token", "")).strip() == _REFUSAL_OPENING))
 
     def _read_events(self, body: dict, events: queue.Queue, cancelled: threading.Event,
                      refuse_at: float | None = None) -> None:
