@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.answer import Answer, Quote  # noqa: E402
+from rag.answer.pipeline import Answer, Quote  # noqa: E402
 from rag.evaluation import percentile, prepare  # noqa: E402
-from rag.prompting import build_prompt  # noqa: E402
+from rag.answer.prompting import build_prompt  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "eval" / "squad2-dev-public.json"
 K = 3

@@ -1,4 +1,4 @@
-"""Fit the answerability model of rag/evidence.py on the public SQuAD 2.0 set, plot its curve.
+"""Fit the answerability model of rag/answer/evidence.py on the public SQuAD 2.0 set, plot its curve.
 
     python benchmarks/fit_answerability.py                      # index, read evidence, fit (~10 min on 2 cores)
     python benchmarks/fit_answerability.py --features benchmarks/results/answerability_features.json  # refit only
@@ -6,13 +6,13 @@
 
 With --cache, the retrieval and sentence similarities of every question are kept in that
 file (written on the first run), and the features are recomputed from it by the code of
-rag/evidence.py as it is now: change or add a feature there and refit in seconds.
+rag/answer/evidence.py as it is now: change or add a feature there and refit in seconds.
 
 Indexes the articles through the normal pipeline (as `enclave-cli eval` does), reads the
 evidence of every question with `rag.evidence.gather` over the first EVIDENCE_K chunks,
 fits a logistic regression (plain numpy, Newton's method, a little L2, deterministic) of
 "the question is answerable" on the FEATURES, and prints the coefficients to paste into
-rag/evidence.py, the probability cut that refuses at most 10% of answerable questions, the
+rag/answer/evidence.py, the probability cut that refuses at most 10% of answerable questions, the
 same for the old single best-cosine threshold, a leave-one-article-out check, and how often
 the quote holds the gold answer. Writes the curve PNG and a JSON of the figures.
 """
@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag import evidence  # noqa: E402
+from rag.answer import evidence  # noqa: E402
 from rag.evaluation import normalize_answer  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "eval" / "squad2-dev-public.json"
@@ -87,7 +87,7 @@ def read_evidence(squad: Path) -> dict:
     the hits (text, offsets, fused/cosine/BM25 scores, rank in the vector and in the keyword
     candidate lists, whether it overlaps the gold paragraph) and every sentence's offsets
     and cosine to the question. Also every chunk's text, for document frequencies."""
-    from rag.retrieval import Retriever
+    from rag.answer.retrieval import Retriever
 
     out: dict = {"evidence_k": evidence.EVIDENCE_K, "questions": []}
     with _indexed_squad(squad) as (engine, questions):
@@ -143,7 +143,7 @@ def cached_hits(question: dict, suffix: str = "") -> list:
 
 def rows_from_cache(cache: dict) -> list[dict]:
     """The rows `read_features` gives, computed from a cache of `read_evidence` by the code
-    rag/evidence.py runs (its features as they are now): seconds instead of minutes."""
+    rag/answer/evidence.py runs (its features as they are now): seconds instead of minutes."""
     from rag.evaluation import normalize_answer
 
     rows = []
@@ -216,7 +216,7 @@ def main() -> int:
     parser.add_argument("--features", type=Path, help="reuse features written by an earlier run")
     parser.add_argument("--cache", type=Path,
                         help="retrieval and sentence similarities of every question: read once, "
-                             "then features are recomputed from it by rag/evidence.py in seconds")
+                             "then features are recomputed from it by rag/answer/evidence.py in seconds")
     parser.add_argument("--png", type=Path, default=RESULTS / "refusal_curve.png")
     parser.add_argument("--out", type=Path, default=RESULTS / "answerability_fit.json")
     args = parser.parse_args()
@@ -234,7 +234,7 @@ def main() -> int:
     X = np.array([[r["features"][f] for f in evidence.FEATURES] for r in rows])
     y = (~impossible).astype(float)
 
-    weights = np.round(fit(X, y), 4)  # rounded as written in rag/evidence.py
+    weights = np.round(fit(X, y), 4)  # rounded as written in rag/answer/evidence.py
     p = scores(rows, weights)
     p_curve = curve(p, impossible)
     chosen = choose(p_curve)
@@ -276,7 +276,7 @@ def main() -> int:
 
     # The quote: how often the chosen sentence holds a gold answer (answerable questions).
     quote = {}
-    for weight in (0.0, 0.25, 0.5, 1.0):  # rag/evidence.py uses 0.5
+    for weight in (0.0, 0.25, 0.5, 1.0):  # rag/answer/evidence.py uses 0.5
         hits = [max(r["sentences"], key=lambda s: s[0] + weight * s[1])[2] for r in rows
                 if not r["impossible"] and r["sentences"]]
         quote[str(weight)] = round(sum(hits) / len(hits), 4)

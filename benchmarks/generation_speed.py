@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rag.llm.bundled import default_model_path  # noqa: E402
 from rag.llm.llama import InProcessModel as Generator  # noqa: E402
-from rag.prompting import build_prompt  # noqa: E402
+from rag.answer.prompting import build_prompt  # noqa: E402
 from rag.types import Hit  # noqa: E402
 
 SOURCES = [

@@ -9,7 +9,7 @@ free: the logits are there). This script asks a balanced sample of the public SQ
 questions through `Answerer` itself (the same retrieval as `fit_answerability.py --cache`,
 the same sentence excerpts, three sources, one answer token) with the evidence cut off so
 that every question reaches the model, and records P (the evidence model) and the model's
-refusal probability. Then, with the evidence cut of rag/evidence.py fixed, it chooses on
+refusal probability. Then, with the evidence cut of rag/answer/evidence.py fixed, it chooses on
 one half of the sample the lowest refusal cut for the model that refuses at most 10% of
 the answerable questions, and reports what that cut does on the other half and on all;
 and the same for both cuts chosen together.
@@ -33,14 +33,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fit_answerability import cached_hits, load_cache  # noqa: E402
-from rag import evidence  # noqa: E402
+from rag.answer import evidence  # noqa: E402
 
 BUDGET = 0.10
 
 
 def ask_all(cache: dict, model_path: Path, n: int, seed: int, threads: int | None,
             keep: Path | None = None) -> list[dict]:
-    from rag.answer import Answer, Answerer
+    from rag.answer.pipeline import Answer, Answerer
     from rag.config import default_embedding_model
     from rag.embedding import SentenceEmbedder
     from rag.llm.llama import InProcessModel

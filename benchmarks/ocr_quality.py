@@ -67,8 +67,8 @@ def edit_distance(a: str, b: str) -> int:
 
 def read_one(path: str) -> None:
     """In the child: read one file, print its pages' text and the time it took."""
-    from rag.loaders import LoadContext, load
-    from rag.loaders.ocr import _engine
+    from rag.ingest.loaders import LoadContext, load
+    from rag.ingest.loaders.ocr import _engine
 
     started = time.perf_counter()
     _engine()  # model loading is paid once per reader, not per page

@@ -187,7 +187,7 @@ def bulk_write(indexes, names, maker, start, count, timings):
 
 
 def search_latency(indexes, names, embedder, questions, qvecs, warmup=3):
-    from rag.retrieval import CANDIDATES, Retriever
+    from rag.answer.retrieval import CANDIDATES, Retriever
 
     out = {kind: {"vector": [], "keyword": [], "fused": []} for kind in ("local", "team")}
     agree_top1, overlap = 0, []
@@ -222,7 +222,8 @@ def explain_keyword(team, admin_dsn, question):
     """The team keyword query under EXPLAIN ANALYZE, as the member (row-level security applies)
     and as the catalog owner (it does not), and how many chunks match the OR of the words."""
     from rag.index.team import connect_catalog
-    from rag.retrieval import CANDIDATES, query_words
+    from rag.answer.retrieval import CANDIDATES
+    from rag.index.query import query_words
 
     words = " or ".join(query_words(question))
     sql = ("SELECT c.id, ts_rank_cd(c.tsv, q) AS score FROM enclave_chunks c JOIN enclave_documents d "
@@ -284,8 +285,8 @@ def t0_ok(begin, duration):
 def member(idx, data_dir, questions, duration, asks, answer_tokens, barrier, results):
     os.environ["HF_HUB_OFFLINE"] = "1"
     try:
-        from rag import evidence
-        from rag.answer import Answer
+        from rag.answer import evidence
+        from rag.answer.pipeline import Answer
         from rag.engine import Engine
 
         engine = Engine(data_dir)

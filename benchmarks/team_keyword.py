@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from tests import servers  # noqa: E402
 
 from rag.index import team as team_db  # noqa: E402
-from rag.retrieval import query_words  # noqa: E402
+from rag.index.query import query_words  # noqa: E402
 
 QUESTIONS = [
     "What does the licence say about distributing modified copies of the program?",

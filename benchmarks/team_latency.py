@@ -60,7 +60,7 @@ def _member(args) -> tuple[list[float], float]:
     """One member: connect and warm up, wait for the common start, search; (times, end)."""
     team_settings, vectors, repeat, k, start_at = args
     from rag.index.team import open_team_index
-    from rag.retrieval import Retriever
+    from rag.answer.retrieval import Retriever
 
     index = open_team_index(team_settings)
     retriever = Retriever(index, None)
@@ -155,7 +155,7 @@ def main() -> None:
                         searched[label] += _time(lambda: engine.search(q, name, args.k), 1)
             report["search_ms"] = {label: _percentiles(times) for label, times in searched.items()}
             vectors = [(q, embedder.embed([q])[0]) for q in QUESTIONS]
-            from rag.retrieval import Retriever
+            from rag.answer.retrieval import Retriever
 
             retrievers = {label: Retriever(engine._index_for(name), embedder) for label, name in where.items()}
             retrieved: dict[str, list[float]] = {label: [] for label in where}

@@ -6,7 +6,7 @@ from PySide6.QtCore import QMimeData, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QWidget
 
-from rag.loaders.registry import short_list
+from rag.ingest.loaders.registry import short_list
 
 
 def local_paths(mime: QMimeData) -> list[str]:

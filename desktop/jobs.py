@@ -124,7 +124,7 @@ def ask(question: str, collection: str, conversation: int | None):
 
 
 def _ask(question, collection, conversation, engine, job):
-    from rag.answer import Answer, Quote
+    from rag.answer.pipeline import Answer, Quote
 
     store = engine.conversations
     conversation_id = conversation

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import (
     QMessageBox, QPushButton, QTableView, QTextBrowser, QVBoxLayout, QWidget,
 )
 
-from rag.loaders.registry import file_dialog_filter
+from rag.ingest.loaders.registry import file_dialog_filter
 
 
 STATE_LABELS = {

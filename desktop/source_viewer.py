@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QPushButton, QScrollArea, QStackedWidget, QTextBrowser, QTextEdit, QVBoxLayout, QWidget,
 )
 
-from rag.loaders.registry import view_for
+from rag.ingest.loaders.registry import view_for
 
 HIGHLIGHT = QColor(255, 213, 79)  # amber: readable on light and dark backgrounds
 _EMPTY, _PDF, _TEXT, _IMAGE = range(4)

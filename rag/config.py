@@ -13,6 +13,7 @@ from pathlib import Path
 import platformdirs
 import tomli_w
 
+from .addresses import dsn_host
 from .errors import EnclaveError, ModelNotFound
 
 SCHEMA_VERSION = 1
@@ -50,19 +51,6 @@ def default_llm_model() -> Path:
     from .llm.bundled import default_model_path  # one place knows where the bundled GGUF is
 
     return default_model_path()
-
-
-def dsn_host(dsn: str) -> str:
-    """host:port of a PostgreSQL connection string (key=value pairs or a postgresql:// URL),
-    read without libpq, for messages and the status bar."""
-    from urllib.parse import urlsplit
-
-    if "://" in dsn:
-        parts = urlsplit(dsn)
-        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
-    pairs = dict(item.split("=", 1) for item in dsn.split() if "=" in item)
-    host = pairs.get("host", "").strip("'\"") or pairs.get("hostaddr", "").strip("'\"") or "localhost"
-    return f"{host}:{pairs.get('port', '5432').strip(chr(39) + chr(34))}"
 
 
 @dataclass
@@ -130,7 +118,7 @@ class Settings:
     gpu_layers: int = -1  # -1: all layers when llama.cpp was built with GPU support, else 0
     temperature: float = 0.0
     embed_batch_size: int = 32
-    # Each file is read in a separate process under these limits (rag/parsing.py).
+    # Each file is read in a separate process under these limits (rag/ingest/parsing.py).
     parse_timeout_s: float = 60.0
     parse_memory_mb: int = 1024
     parse_workers: int = 0  # 0: one per CPU core
@@ -138,7 +126,7 @@ class Settings:
     ocr: bool = True
     ocr_page_timeout_s: float = 120.0
     # Refuse without calling the model when the evidence model's probability that the
-    # documents answer is below this (rag/evidence.py); the prompt carries the sentences
+    # documents answer is below this (rag/answer/evidence.py); the prompt carries the sentences
     # that bear on the question instead of whole chunks unless prompt_excerpts is off.
     answer_min_probability: float = 0.38  # = evidence.DEFAULT_MIN_PROBABILITY
     # A local model that gives at least this probability to opening its answer with "I

@@ -14,23 +14,23 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
-from .answer import Answer, Answerer
-from .catalog import Catalog, DocumentRow
-from .index import TEAM_PREFIX, Index, LocalIndex
-from .conversations import ConversationStore
+from .answer.pipeline import Answer, Answerer
+from .answer.retrieval import Retriever, fuse_ranked
 from .config import Settings, resolve_data_dir
+from .conversations import ConversationStore
 from .embedding import Embedder, SentenceEmbedder
 from .errors import EnclaveError
+from .index import TEAM_PREFIX, Index, LocalIndex
+from .index.catalog import Catalog, DocumentRow
+from .index.store import VectorStore
 from .llm import ChatModel, open_chat_model
 from .llm.bundled import file_sha256
 from .lock import WriterLock
-from .retrieval import Retriever, fuse_ranked
-from .store import VectorStore
 from .types import SETTLED, Hit, IndexReport, Progress
 
 if TYPE_CHECKING:  # the indexer, parsers and reader pool load on the first index run
-    from .indexer import Indexer
-    from .parsing import ParseLimits, ParsePool
+    from .ingest.indexer import Indexer
+    from .ingest.parsing import ParseLimits, ParsePool
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,19 @@ class Engine:
     def chat_model(self) -> ChatModel:
         """The model that answers: a local GGUF in its own process, or the server in settings."""
         if self._chat_model is None:
-            self._chat_model = open_chat_model(self.settings, self._model_override)
+            s = self.settings
+            # A GGUF given for this run (the CLI's --model) always means a local model.
+            local = self._model_override is not None or not s.llm_endpoint
+            self._chat_model = open_chat_model(
+                (self._model_override or s.llm_model_path()) if local else None,
+                n_ctx=s.context_size,
+                gpu_layers=None if s.gpu_layers < 0 else s.gpu_layers,
+                endpoint="" if local else s.llm_endpoint,
+                api_key_env=s.llm_api_key_env,
+                endpoint_model=s.llm_endpoint_model,
+                timeout_s=s.llm_timeout_s,
+                ca_file=s.llm_ca_file,
+            )
         return self._chat_model
 
     def use_model(self, path: str | os.PathLike | None) -> None:
@@ -169,8 +181,8 @@ class Engine:
         return answerer.ask(question, k or self.settings.top_k, history, should_stop)
 
     def _indexer(self, collection: str = "default") -> "Indexer":
-        from .chunking import ChunkPlan, Chunker
-        from .indexer import Indexer
+        from .ingest.chunking import ChunkPlan, Chunker
+        from .ingest.indexer import Indexer
 
         embedder = self.embedder
         limit = min(self.settings.chunk_tokens, embedder.max_tokens)
@@ -182,14 +194,14 @@ class Engine:
     @property
     def parse_pool(self) -> "ParsePool":
         """Reader processes, started on the first file that needs reading, kept until close()."""
-        from .parsing import ParsePool
+        from .ingest.parsing import ParsePool
 
         if self._parse_pool is None:
             self._parse_pool = ParsePool(self._parse_limits())
         return self._parse_pool
 
     def _parse_limits(self, **changes) -> "ParseLimits":
-        from .parsing import ParseLimits
+        from .ingest.parsing import ParseLimits
 
         s = self.settings
         limits = dict(seconds=s.parse_timeout_s, memory_mb=s.parse_memory_mb, workers=s.parse_workers,
@@ -298,8 +310,8 @@ class Engine:
         """The document's text as indexed: chunk offsets point into it. Read in a reader
         process of its own, under the same limits as indexing; scanned pages are shown as
         images (see page_words), so OCR is not run again here."""
-        from .chunking import document_text
-        from .parsing import ParsePool, ReaderNote
+        from .ingest.chunking import document_text
+        from .ingest.parsing import ParsePool, ReaderNote
 
         with ParsePool(self._parse_limits(workers=1, ocr=False)) as pool:
             for _, result, _ in pool.map([(str(path), str(path), ())]):

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import evidence as ev
-from .answer import Answer
-from .chunking import document_text
+from .answer import evidence as ev
+from .answer.pipeline import Answer
+from .ingest.chunking import document_text
 from .engine import Engine
-from .loaders import load
+from .ingest.loaders import load
 
 RETRIEVE_K = 10
 

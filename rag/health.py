@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from .catalog import CATALOG_FILE
+from .index.catalog import CATALOG_FILE
 from .config import SETTINGS_FILE, Settings
 from .errors import EnclaveError
-from .store import STORE_DIR
+from .index.store import STORE_DIR
 
 PROBE_SECONDS = 120
 

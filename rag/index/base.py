@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..catalog import ChunkRow, DocumentRow
+from .catalog import ChunkRow, DocumentRow
 from ..types import Chunk
 
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..catalog import Catalog, ChunkRow, DocumentRow
+from .catalog import Catalog, ChunkRow, DocumentRow
 from ..errors import EnclaveError
-from ..store import VectorStore
+from .store import VectorStore
 from ..types import SETTLED
 from .base import DocumentWrite, vector_metadata
+from .query import fts_query
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,6 @@ class LocalIndex:
         return self.store.query(self._store_name(collection), vector, k)
 
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
-        from ..retrieval import fts_query
-
         match = fts_query(query)
         if match is None:
             return []

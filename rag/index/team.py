@@ -22,12 +22,13 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..catalog import ChunkRow, DocumentRow
-from ..config import dsn_host
+from .catalog import ChunkRow, DocumentRow
+from ..addresses import dsn_host
 from ..errors import EnclaveError
-from ..store import VectorStore
+from .store import VectorStore
 from .base import DocumentWrite
 from .local import verify_store
+from .query import query_words
 
 log = logging.getLogger(__name__)
 
@@ -673,8 +674,6 @@ class TeamIndex:
 
         OR-ing a question's words matches half of a large collection; ranking all of those with
         ts_rank_cd was most of the query's time (benchmarks/team_keyword.py)."""
-        from ..retrieval import query_words
-
         words = query_words(query)
         if not words:
             return []

@@ -1,4 +1,4 @@
-"""Models that answer: one `ChatModel` seam, chosen once from settings.
+"""Models that answer: one `ChatModel` seam, chosen once by the engine from its settings.
 
 * `gguf`: header checks run before llama.cpp sees a file;
 * `bundled`: where the bundled GGUF is, and its checksum;
@@ -10,39 +10,36 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
-from .base import ChatModel, Message, StreamStats
+from .base import CANNOT_ANSWER, ChatModel, Message, StreamStats
 
-if TYPE_CHECKING:
-    from rag.config import Settings
-
-__all__ = ["ChatModel", "Message", "StreamStats", "open_chat_model"]
+__all__ = ["CANNOT_ANSWER", "ChatModel", "Message", "StreamStats", "open_chat_model"]
 
 
-def open_chat_model(settings: "Settings", model_path: str | os.PathLike | None = None) -> ChatModel:
-    """The model the settings ask for; nothing is loaded or contacted until first use.
+def open_chat_model(
+    model_path: str | os.PathLike | None,
+    *,
+    n_ctx: int,
+    gpu_layers: int | None,
+    endpoint: str = "",
+    api_key_env: str = "",
+    endpoint_model: str = "",
+    timeout_s: float = 60.0,
+    ca_file: str = "",
+) -> ChatModel:
+    """A model server when `endpoint` is given, else the GGUF at `model_path` in a model host
+    process (gpu_layers None: all that fit). Nothing is loaded or contacted until first use.
 
-    `model_path` (a GGUF given on the command line) always means a local model.
+    The engine passes these from its settings: this package reads no settings of its own.
     """
-    if settings.llm_endpoint and model_path is None:
+    if endpoint:
         from .remote import RemoteModel
 
-        return RemoteModel(
-            settings.llm_endpoint,
-            api_key_env=settings.llm_api_key_env,
-            model=settings.llm_endpoint_model,
-            timeout_s=settings.llm_timeout_s,
-            n_ctx=settings.context_size,
-            ca_file=settings.llm_ca_file,
-        )
+        return RemoteModel(endpoint, api_key_env=api_key_env, model=endpoint_model, timeout_s=timeout_s,
+                           n_ctx=n_ctx, ca_file=ca_file)
     from .bundled import published_sha256
     from .hosted import HostedModel
 
-    path = model_path or settings.llm_model_path()
-    return HostedModel(
-        path,
-        n_ctx=settings.context_size,
-        gpu_layers=None if settings.gpu_layers < 0 else settings.gpu_layers,
-        expected_sha256=published_sha256(path),
-    )
+    if model_path is None:
+        raise ValueError("a local model needs its GGUF path")
+    return HostedModel(model_path, n_ctx=n_ctx, gpu_layers=gpu_layers, expected_sha256=published_sha256(model_path))

@@ -19,6 +19,11 @@ from typing import Any, Protocol, runtime_checkable
 
 Message = dict[str, str]
 
+# What the model is told to say when the sources hold no answer. It lives with the models,
+# not the prompt, because they measure its probability and say it when refusing; the answer
+# stage (rag/answer/pipeline.py) reads it, and phrasings like it, as a refusal.
+CANNOT_ANSWER = "I cannot answer this from the sources."
+
 
 @dataclass
 class StreamStats:
@@ -29,7 +34,7 @@ class StreamStats:
     generated_tokens: int = 0
     finish: str = ""  # "stop" (end of turn), "length", "cancelled", "refused"
     # The probability the model gave to opening its answer with the refusal sentence
-    # (rag.prompting.CANNOT_ANSWER), read from the logits after the prompt; None where the
+    # (CANNOT_ANSWER), read from the logits after the prompt; None where the
     # model does not expose them (a model server).
     refusal_probability: float | None = None
 

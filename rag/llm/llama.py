@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import ModelError, ModelInvalid
-from rag.prompting import CANNOT_ANSWER
 
-from .base import Message, StreamStats
+from .base import CANNOT_ANSWER, Message, StreamStats
 from .gguf import WHAT_TO_DO, GGUFInfo, check_gguf
 
 # Text forms of end-of-turn markers of common chat templates. Generation stops at an

@@ -27,9 +27,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rag.errors import ModelError
-from rag.prompting import CANNOT_ANSWER
 
-from .base import Message, StreamStats
+from .base import CANNOT_ANSWER, Message, StreamStats
 
 CONNECT_TIMEOUT_S = 5.0
 # Role markers and separators a chat template adds around each message, counted generously.

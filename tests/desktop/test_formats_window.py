@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QAbstractItemView, QTextBrowser, QWidget
 from desktop.dropping import DropHintWidget
 from desktop.progress import IndexProgressWidget
 from desktop.source_viewer import HIGHLIGHT
-from rag.loaders import registry
+from rag.ingest.loaders import registry
 from tests.conftest import CORPUS, require
 from tests.desktop.conftest import drop
 from tests.desktop.test_text_sources import stored_answer  # what asking leaves in the conversation store

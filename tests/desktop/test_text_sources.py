@@ -20,7 +20,7 @@ def stored_answer(question: str, answer: str, marker: str):
     that supports `answer`, and its unit (slide, sheet...), as the answer pipeline cites it."""
 
     def run(engine, job) -> int:
-        from rag.citations import best_support
+        from rag.answer.citations import best_support
 
         hit = next(h for h in engine.search(question, "default", 5) if marker in h.text)
         start, end, passage = best_support(answer, hit.text)
@@ -125,7 +125,7 @@ def test_docx_source_card_shows_the_passage_highlighted(qtbot, window, tmp_path)
     assert "handbook.docx" in item.text()
     qtbot.mouseClick(cards.viewport(), Qt.LeftButton, pos=cards.visualItemRect(item).center())
 
-    from rag.loaders import load
+    from rag.ingest.loaders import load
 
     text = "\n\n".join(page.text for page in load(handbook).pages)
     assert INVOICES in text

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rag.answer import Answer
+from rag.answer.pipeline import Answer
 from rag.engine import Engine
 from rag.errors import ModelInvalid, ModelNotFound
 from tests.conftest import CORPUS, EVAL, require

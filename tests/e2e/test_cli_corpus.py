@@ -88,7 +88,7 @@ def test_the_encrypted_pdf_indexes_with_its_password(pdf_index, tmp_path):
 def test_search_for_a_phrase_finds_its_file_and_page(pdf_index):
     data, _, _ = pdf_index
     # From page 3 of the 4-page pdflatex sample, and from the two-column paper.
-    from rag.loaders import load
+    from rag.ingest.loaders import load
 
     for rel, page in [("004-pdflatex-4-pages/pdflatex-4-pages.pdf", 3), ("026-latex-multicolumn/multicolumn.pdf", 2)]:
         document = load(PDF / rel)
@@ -157,7 +157,7 @@ def test_every_file_of_a_group_ends_in_one_state(group, tmp_path, real_embedder)
         assert failed and all(n.endswith(("user-password.pdf", "both-passwords.pdf", "256.pdf", "encrypted-file.pdf")) for n in failed)
         assert "unencrypted.pdf" not in failed and "r2-empty-password.pdf" not in failed
     else:
-        from rag.loaders import registry
+        from rag.ingest.loaders import registry
 
         # No file of a format the registry lists is turned away as unsupported.
         unsupported = [f for f in report["skipped"] if f["reason"].startswith("unsupported file type")]

@@ -14,7 +14,7 @@ import stat
 import sys
 
 import rag
-from rag.answer import Answer
+from rag.answer.pipeline import Answer
 from rag.config import Settings
 from rag.engine import Engine
 from tests.conftest import CORPUS, require

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from rag.answer import Answer
+from rag.answer.pipeline import Answer
 from rag.config import Settings
 from rag.engine import Engine
 from rag.errors import ModelError
@@ -86,7 +86,7 @@ def test_the_engine_streams_a_cited_answer_from_the_server_and_contacts_nothing_
 def test_the_servers_refusal_probability_is_the_local_models_and_refuse_at_acts_on_it(
         server, key, docs, tmp_path, real_embedder):
     from rag.llm.llama import InProcessModel
-    from rag.prompting import CANNOT_ANSWER, SYSTEM_PROMPT
+    from rag.answer.prompting import CANNOT_ANSWER, SYSTEM_PROMPT
 
     messages = [{"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": "Sources:\n\n(No sources were found for this question.)\n\n"

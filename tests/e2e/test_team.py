@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.loaders import load
+from rag.ingest.loaders import load
 from tests.conftest import CORPUS, require
 from tests.e2e.test_crash_safety import FILES as KILL_FILES, _cpu_s  # the same files and CPU clock as the local kills
 

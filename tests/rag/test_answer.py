@@ -3,7 +3,7 @@ cancellation."""
 
 from __future__ import annotations
 
-from rag.answer import Answer, Answerer, Quote, model_refused, retrieval_query
+from rag.answer.pipeline import Answer, Answerer, Quote, model_refused, retrieval_query
 from rag.llm import StreamStats
 from rag.types import Hit
 from tests.fakes import HashEmbedder

@@ -1,4 +1,4 @@
-from rag.chunking import Chunker, document_text
+from rag.ingest.chunking import Chunker, document_text
 from rag.types import PageText
 from tests.fakes import WordTokenizer
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from rag.citations import best_support, cited_numbers, content_stems, sentence_spans, stem
+from rag.answer.citations import best_support, cited_numbers, content_stems, sentence_spans, stem
 
 SOURCE = (
     "Northwind Traders was founded in 1998 in Oslo by two engineers. "

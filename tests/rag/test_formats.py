@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from rag.chunking import Chunker
+from rag.ingest.chunking import Chunker
 from rag.errors import FileSkipped, FileUnreadable, PasswordRequired
-from rag.loaders import LoadContext, load, registry
+from rag.ingest.loaders import LoadContext, load, registry
 from rag.types import PageText
 from tests.conftest import CORPUS, require
 from tests.fakes import WordTokenizer

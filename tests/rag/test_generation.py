@@ -11,7 +11,7 @@ from rag.errors import ModelInvalid, ModelNotFound
 from rag.llm.bundled import default_model_path
 from rag.llm.gguf import check_gguf
 from rag.llm.llama import InProcessModel as Generator
-from rag.prompting import CANNOT_ANSWER, SYSTEM_PROMPT
+from rag.answer.prompting import CANNOT_ANSWER, SYSTEM_PROMPT
 
 # -- a tiny GGUF writer for hand-made files -------------------------------------------
 

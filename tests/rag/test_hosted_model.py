@@ -16,7 +16,7 @@ from rag.llm.bundled import default_model_path
 from rag.children import describe_exit
 from rag.llm.hosted import HostedModel
 from rag.llm.llama import InProcessModel
-from rag.prompting import CANNOT_ANSWER
+from rag.llm.base import CANNOT_ANSWER
 
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag.errors import FileSkipped, FileUnreadable, PasswordRequired
-from rag.loaders import SUPPORTED_SUFFIXES, LoadContext, load
+from rag.ingest.loaders import SUPPORTED_SUFFIXES, LoadContext, load
 from rag.types import LoadedDocument
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.loaders import LoadContext, load
-from rag.loaders.ocr import _unturn
+from rag.ingest.loaders import LoadContext, load
+from rag.ingest.loaders.ocr import _unturn
 from tests.conftest import CORPUS, require
 
 SCANNED = CORPUS / "scanned"

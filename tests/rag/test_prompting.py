@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from rag.prompting import (
+from rag.answer.prompting import (
     SYSTEM_PROMPT,
     Prompt,
     build_prompt,

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from rag.chunking import ChunkPlan, Chunker, FileTokenizer
-from rag.parsing import ParseLimits, ParsePool
+from rag.ingest.chunking import ChunkPlan, Chunker, FileTokenizer
+from rag.ingest.parsing import ParseLimits, ParsePool
 from rag.types import PageText
 
 TEXTS = [
@@ -74,9 +74,9 @@ def test_a_broken_tokenizer_fails_the_file_not_the_batch(tmp_path):
 
 def test_the_reading_limit_does_not_cut_off_chunking_a_big_document(tokenizer_file, tmp_path, monkeypatch):
     # Read in milliseconds, chunked in about 4 s here: the 2 s limit is for reading only.
-    import rag.parsing
+    import rag.ingest.parsing
 
-    monkeypatch.setattr(rag.parsing, "CHUNK_TIME_FACTOR", 1000)
+    monkeypatch.setattr(rag.ingest.parsing, "CHUNK_TIME_FACTOR", 1000)
     path = tmp_path / "big.txt"
     paragraph = " ".join(f"Line {i} of a long and perfectly ordinary report." for i in range(40))
     path.write_text("\n\n".join(paragraph for _ in range(800)), encoding="utf-8")
@@ -88,9 +88,9 @@ def test_the_reading_limit_does_not_cut_off_chunking_a_big_document(tokenizer_fi
 
 
 def test_a_reader_that_hangs_while_chunking_is_stopped_with_its_own_reason(tmp_path, monkeypatch):
-    import rag.parsing
+    import rag.ingest.parsing
 
-    monkeypatch.setattr(rag.parsing, "CHUNK_TIME_FACTOR", 2)
+    monkeypatch.setattr(rag.ingest.parsing, "CHUNK_TIME_FACTOR", 2)
     path = tmp_path / "a.txt"
     path.write_text("words\n", encoding="utf-8")
     # A tokenizer file that never finishes loading: a FIFO nobody writes to.

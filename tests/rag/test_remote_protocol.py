@@ -15,7 +15,7 @@ import pytest
 from rag.errors import ModelError
 from rag.llm import ChatModel
 from rag.llm.remote import TEMPLATE_TOKENS_FIXED, TEMPLATE_TOKENS_PER_MESSAGE, RemoteModel
-from rag.prompting import CANNOT_ANSWER
+from rag.llm.base import CANNOT_ANSWER
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Où est la gare ?"}]
 

@@ -17,8 +17,8 @@ import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import FileUnreadable, PasswordRequired
-from ..types import LoadedDocument, PageText
+from ...errors import FileUnreadable, PasswordRequired
+from ...types import LoadedDocument, PageText
 from .common import LoadContext, decode_text, decrypt_office, detail, is_ole, raise_if_out_of_memory
 from .office import ODF_OFFICE, ODF_TABLE, chart_text, odf_content, odf_text, safe_xml
 

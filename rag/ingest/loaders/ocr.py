@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import FileSkipped, FileUnreadable
-from ..types import LoadedDocument, PageText
+from ...errors import FileSkipped, FileUnreadable
+from ...types import LoadedDocument, PageText
 from .common import LoadContext, detail
 
 # Pages are rendered at 200 dpi, and never larger than this on their long side: enough for

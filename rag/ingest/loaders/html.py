@@ -11,7 +11,7 @@ from pathlib import Path
 from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 from bs4.dammit import EncodingDetector
 
-from ..types import LoadedDocument, PageText
+from ...types import LoadedDocument, PageText
 from .common import BOMS, LoadContext
 
 _INVISIBLE_TAGS = (

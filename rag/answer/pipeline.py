@@ -8,12 +8,12 @@
 3. one `Answer` with the sources it cites, each claim of the answer checked against them,
    and the timings.
 
-When the evidence is too weak (see rag/evidence.py) it refuses without calling the model
+When the evidence is too weak (see rag/answer/evidence.py) it refuses without calling the model
 and without a quote: a small model given unrelated text improvises, and an invented answer
 with a citation is worse than none. A model that says it cannot answer from the sources
 counts as a refusal too, and so does one that leans towards saying so: the probability it
 gives to opening with the refusal sentence (read from the logits its prompt leaves) reaches
-`refuse_at` (see rag/evidence.py, MODEL_REFUSAL_PROBABILITY).
+`refuse_at` (see rag/answer/evidence.py, MODEL_REFUSAL_PROBABILITY).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import numpy as np
 
 from . import evidence as ev
 from .citations import best_support, cited_numbers
-from .llm import ChatModel
+from ..llm import ChatModel
 from .prompting import CANNOT_ANSWER, build_prompt
-from .types import Hit
+from ..types import Hit
 
 DEFAULT_MIN_PROBABILITY = ev.DEFAULT_MIN_PROBABILITY
 ANSWER_TOKENS = 384

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import IndexDamaged
+from ..errors import IndexDamaged
 
 STORE_DIR = "vectors"
 # Chroma's writes hold Python's GIL for their whole call (about 1.2 ms a vector here), so

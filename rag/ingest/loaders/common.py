@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from charset_normalizer import from_bytes
 
-from ..errors import FileUnreadable, PasswordRequired
+from ...errors import FileUnreadable, PasswordRequired
 
 
 @dataclass

@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import FileUnreadable
-from ..types import LoadedDocument, PageText
+from ...errors import FileUnreadable
+from ...types import LoadedDocument, PageText
 from .common import NOT_TEXT, LoadContext, clean, decode_text, looks_binary
 
 

@@ -9,8 +9,8 @@ import posixpath
 import warnings
 from pathlib import Path
 
-from ..errors import FileUnreadable
-from ..types import LoadedDocument, PageText
+from ...errors import FileUnreadable
+from ...types import LoadedDocument, PageText
 from .common import LoadContext, detail, raise_if_out_of_memory
 from .html import html_to_text
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from .chunking import split_spans
+from ..text import split_spans
 
 _CITATION = re.compile(
     r"\[\s*(?:(?:sources?|src|ref)\.?\s*)?"

@@ -6,7 +6,7 @@ file once, never follows anything the document links to (images, stylesheets, UR
 reports problems only as `FileSkipped` (nothing to index) or `FileProblem` subclasses
 (`FileUnreadable`, `PasswordRequired`), whose messages are shown to the person as-is.
 
-Loaders run inside the isolated reader processes (rag/parsing.py), under their time and
+Loaders run inside the isolated reader processes (rag/ingest/parsing.py), under their time and
 memory limits; importing this package imports no parser.
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import EnclaveError, FileSkipped, FileUnreadable
-from ..types import LoadedDocument
+from ...errors import EnclaveError, FileSkipped, FileUnreadable
+from ...types import LoadedDocument
 from .common import LoadContext, detail
 from .registry import FORMATS, NOT_READ, SUPPORTED_SUFFIXES, format_for, loader_for, unsupported_reason
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from .errors import EnclaveError, FileSkipped, FileUnreadable, PasswordRequired
-from .types import LoadedDocument
+from ..errors import EnclaveError, FileSkipped, FileUnreadable, PasswordRequired
+from ..types import LoadedDocument
 
 _ERRORS = {"skipped": FileSkipped, "unreadable": FileUnreadable}
 # Chunking is our own linear-time code (about 6 s for the 3 MB of War and Peace here), not a
@@ -121,7 +121,7 @@ def _baseline_bytes() -> int:
 
 
 class _Worker:
-    """A reader process of its own (`python -m rag.parsing`), talking over two pipes.
+    """A reader process of its own (`python -m rag.ingest.parsing`), talking over two pipes.
 
     A plain subprocess rather than multiprocessing: nothing of the parent (torch, Qt, its
     __main__ module) is forked or re-imported, whatever program Enclave runs in.
@@ -131,12 +131,12 @@ class _Worker:
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
         # OCR's threads share the cores with the other readers.
         env.setdefault("ENCLAVE_OCR_THREADS", str(max(1, (os.cpu_count() or 1) // limits.worker_count)))
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "rag.parsing", str(down_r), str(up_w), str(limits.memory_mb),
+            [sys.executable, "-m", "rag.ingest.parsing", str(down_r), str(up_w), str(limits.memory_mb),
              "1" if limits.ocr else "0"],
             pass_fds=(down_r, up_w), stdin=subprocess.DEVNULL, env=env, close_fds=True,
         )

@@ -10,8 +10,8 @@ from pypdf import PageObject, PasswordType, PdfReader
 from pypdf.errors import LimitReachedError
 from pypdf.generic import DictionaryObject, IndirectObject
 
-from ..errors import FileUnreadable, PasswordRequired
-from ..types import LoadedDocument, PageText
+from ...errors import FileUnreadable, PasswordRequired
+from ...types import LoadedDocument, PageText
 from .common import LoadContext, clean, detail
 
 # pypdf logs a warning for every small defect it repairs; those are not the person's

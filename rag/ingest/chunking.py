@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .types import Chunk, PageText
+from ..text import split_spans
+from ..types import Chunk, PageText
 
 PAGE_SEPARATOR = "\n\n"
 _PARAGRAPH = re.compile(r"\n\s*\n")
@@ -50,24 +51,6 @@ def document_text(pages: Sequence[PageText]) -> tuple[str, list[int]]:
         parts.append(page.text)
         pos += len(page.text) + len(PAGE_SEPARATOR)
     return PAGE_SEPARATOR.join(parts), starts
-
-
-def split_spans(text: str, pattern: re.Pattern, start: int, end: int) -> list[tuple[int, int]]:
-    """Non-blank pieces of text[start:end] between matches of pattern, as absolute offsets."""
-    out, pos = [], start
-    for match in pattern.finditer(text, start, end):
-        out.append((pos, match.start()))
-        pos = match.end()
-    out.append((pos, end))
-    trimmed = []
-    for a, b in out:
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if a < b:
-            trimmed.append((a, b))
-    return trimmed
 
 
 class FileTokenizer:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .citations import content_stems, sentence_spans, stem
-from .types import Hit
+from ..types import Hit
 
 # How many retrieved chunks the evidence reads (the prompt may carry fewer).
 EVIDENCE_K = 5

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import IndexDamaged
-from .types import Chunk
+from ..errors import IndexDamaged
+from ..types import Chunk
 
 CATALOG_FILE = "catalog.sqlite3"
 

@@ -8,46 +8,20 @@ similarity and BM25 score as well, for refusal decisions downstream.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from typing import TYPE_CHECKING
 
-from .embedding import Embedder
-from .types import Hit
+from ..embedding import Embedder
+from ..types import Hit
 
 if TYPE_CHECKING:
-    from .index import Index
+    from ..index import Index
 
 RRF_K = 60
 CANDIDATES = 4  # each method proposes CANDIDATES * k chunks before fusion
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have he her his how i if in into is it its "
-    "me my not of on or our she so than that the their them then there these they this to "
-    "was we were what when where which who whom why will with you your do does did can "
-    "could would should may might also about after before over under".split()
-)
-
-
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression that ORs the question's content words, each quoted."""
-    unique = query_words(text)
-    if not unique:
-        return None
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
-
-
-def query_words(text: str) -> list[str]:
-    """The question's content words (all its words when it has no other), in order, once."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
-    if not words:
-        words = _WORD.findall(text.lower())
-    return list(dict.fromkeys(words))[:64]
-
 
 class Retriever:
     """Vector and keyword candidates from one index, fused; the index may be local or a team's."""

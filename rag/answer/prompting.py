@@ -24,11 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from rag.llm.base import CANNOT_ANSWER  # noqa: F401 (the prompt asks for it; answers read it)
 from rag.types import Hit
-
-# What the model is told to say when the sources hold no answer; rag/answer.py reads it
-# (and phrasings like it) as a refusal.
-CANNOT_ANSWER = "I cannot answer this from the sources."
 
 SYSTEM_PROMPT = (
     "You are Enclave, an assistant that answers questions about the user's documents. "

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import loaders
-from .catalog import DocumentRow
+from ..index.catalog import DocumentRow
 from .chunking import ChunkPlan, Chunker, document_text
-from .embedding import Embedder
-from .errors import EnclaveError, FileSkipped
-from .index import DocumentWrite, Index
+from ..embedding import Embedder
+from ..errors import EnclaveError, FileSkipped
+from ..index import DocumentWrite, Index
 from .parsing import ParsePool, ReaderNote
-from .types import SETTLED, Chunk, IndexReport, LoadedDocument, Progress  # noqa: F401 (re-exported)
+from ..types import SETTLED, Chunk, IndexReport, LoadedDocument, Progress  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import email.policy
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import EnclaveError, FileUnreadable
-from ..types import LoadedDocument, PageText
+from ...errors import EnclaveError, FileUnreadable
+from ...types import LoadedDocument, PageText
 from .common import LoadContext, clean, decode_text, detail, raise_if_out_of_memory
 from .html import html_to_text
 from .registry import format_for, loader_for

@@ -11,8 +11,8 @@ import io
 import zipfile
 from pathlib import Path
 
-from ..errors import FileUnreadable
-from ..types import LoadedDocument, PageText
+from ...errors import FileUnreadable
+from ...types import LoadedDocument, PageText
 from .common import LoadContext, clean, decrypt_office, detail, is_ole, raise_if_out_of_memory
 
 # --- DOCX ----------------------------------------------------------------------------
