@@ -23,7 +23,7 @@ LLAMA_CMAKE_ARGS := $(strip $(LLAMA_PORTABLE_ARGS) $(CMAKE_ARGS))
 # build made earlier on this machine. Our own cache keys on both.
 LLAMA_WHEELS := $(HOME)/.cache/enclave/llama-cpp-wheels/$(LLAMA_CPP_VERSION)-$(shell printf '%s' "$(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-16)
 
-.PHONY: install install-test run test lint clean llama-wheel team-servers
+.PHONY: install install-test run test lint clean llama-wheel team-servers privacy-tools privacy-check
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -68,7 +68,21 @@ team-servers:
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
 	fi
 
-test: $(VENV)/.installed lint team-servers
+# The native privacy test watches every process from the kernel's side with strace
+# (Debian's package); without it that test fails rather than skip.
+privacy-tools:
+	@if ! command -v strace >/dev/null; then \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+		echo "installing strace for the privacy test"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq strace; \
+	fi
+
+# Run after adding or upgrading a dependency: the whole flow under strace, failing on any
+# connection off the machine or DNS lookup, made by Python or by native code.
+privacy-check: $(VENV)/.installed privacy-tools
+	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests/e2e/test_native_privacy.py
+
+test: $(VENV)/.installed lint team-servers privacy-tools
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 clean:

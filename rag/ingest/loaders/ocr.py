@@ -33,6 +33,16 @@ MAX_SIDE = 2200
 DETECT_SIDE = 1280
 OCR_OFF = "images are read by OCR, which is turned off in Settings"
 
+# onnxruntime 1.29 and later carry Microsoft's telemetry uploader on Linux and macOS: the
+# runtime's environment, created by `import onnxruntime`, queues an event (OS, CPU, memory,
+# a device id it stores under ~/.cache/Microsoft) and sends it to
+# mobile.events.data.microsoft.com about 9 s later, so any reader that OCRs for longer
+# looked that host up. disable_telemetry_events() does not stop that event; this variable,
+# read when the environment is created, keeps the uploader from starting at all. Set on
+# import of this module, before rapidocr can load onnxruntime, and forced: the promise
+# does not depend on the user's environment.
+os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
 Word = tuple[int, int, float, float, float, float]
 
 
