@@ -154,9 +154,13 @@ class ProcessEngine:
             raise EnclaveError(reply[1]) if reply[2] else RuntimeError("the engine could not be built")
 
     def start(self, job: "Job") -> tuple[str, Any]:
+        if job.should_stop():  # cancelled while it waited: the engine's flag must start set
+            self._send(("cancel", job.id))
         reply = self._request(("start", job.id, job.fn))
         if reply[0] == "generator":
             job.gen = _REMOTE
+            if job.should_stop():  # cancelled while it started, before `cancel` could send it
+                self.cancel(job)
             return "generator", None
         return "value", reply[1]
 
