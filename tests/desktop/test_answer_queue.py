@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 from desktop import jobs
@@ -37,17 +38,38 @@ class Answers:
     failure being what the message bridge showed (every answer that fails is shown there)."""
 
     def __init__(self, window):
+        self.window = window
         self.seen: list[tuple[str, object]] = []
-        window.answer_finished.connect(lambda answer: self.seen.append(("answer", answer)))
-        window.bridge.error_reported.connect(lambda message: self.seen.append(("failed", message)))
+        self.at: list[float] = []  # seconds after the recorder began
+        self._began = time.monotonic()
+        window.answer_finished.connect(lambda answer: self._record("answer", answer))
+        window.bridge.error_reported.connect(lambda message: self._record("failed", message))
+
+    def _record(self, kind: str, value: object) -> None:
+        self.seen.append((kind, value))
+        self.at.append(time.monotonic() - self._began)
+
+    def _missing(self, count: int, timeout: int) -> AssertionError:
+        said = ", ".join(f"{kind} at {at:.0f} s" for (kind, _), at in zip(self.seen, self.at))
+        return AssertionError(f"no answer {count} within {timeout // 1000} s of waiting for it; "
+                              f"the window said: {said or 'nothing'}")
 
     def wait(self, qtbot, count: int, timeout: int = ANSWER_DEADLINE_MS):
         try:
             qtbot.waitUntil(lambda: len(self.seen) >= count, timeout=timeout)
         except qtbot.TimeoutError:
-            raise AssertionError(f"no answer {count} within {timeout // 1000} s; the window said "
-                                 f"{[kind for kind, _ in self.seen]}") from None
+            raise self._missing(count, timeout) from None
         return self.seen[count - 1]
+
+    def next_answer(self, qtbot, timeout: int = ANSWER_DEADLINE_MS):
+        """Returns as the window's next answer_finished is emitted: before its job has ended."""
+        count = len(self.seen) + 1
+        try:
+            with qtbot.waitSignal(self.window.answer_finished, timeout=timeout):
+                pass
+        except qtbot.TimeoutError:
+            raise self._missing(count, timeout) from None
+        return self.seen[-1]
 
 
 def stored_messages(qtbot, window) -> list[dict]:
@@ -98,14 +120,14 @@ def test_ten_questions_back_to_back_are_each_answered_in_order(qtbot, window, tm
     for question in ZEN_QUESTIONS[:5]:
         window.ask(question)
     shown_waiting = window.chat.markdown().count("*waiting for the answer above*")
-    # Then each of the others the moment the answer before it is shown: the gap between an
-    # answer's result and the end of its job, where questions used to vanish.
-    for n, question in enumerate(ZEN_QUESTIONS[5:], 5):
-        kind, answer = said.wait(qtbot, n)
+    # Each answer in turn, each with its own deadline. From the fifth on, the next question
+    # is asked the moment an answer is shown: in the gap between the answer's result and the
+    # end of its job, where questions used to vanish.
+    for n in range(1, 11):
+        kind, answer = said.next_answer(qtbot)
         assert kind == "answer", (n, answer)
-        window.ask(question)
-    kind, answer = said.wait(qtbot, 10)
-    assert kind == "answer", answer
+        if 5 <= n < 10:
+            window.ask(ZEN_QUESTIONS[n])
     assert [kind for kind, _ in said.seen] == ["answer"] * 10
     assert shown_waiting == 4
     qtbot.waitUntil(lambda: not window.is_answering(), timeout=10_000)
