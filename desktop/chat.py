@@ -142,6 +142,7 @@ class ChatWidget(QWidget):
         super().__init__(parent)
         # {"role", "text", "sources"} and for answers "quote", "quotes", "claims", "refused"
         self._messages: list[dict] = []
+        self._waiting: list[str] = []  # questions asked during an answer, answered in this order
         self.view = ChatViewWidget()
         self.view.setObjectName("chatView")
         self.view.setAccessibleName("Conversation")
@@ -166,7 +167,7 @@ class ChatWidget(QWidget):
         self.send_button = QPushButton("Send")
         self.send_button.setObjectName("sendButton")
         self.send_button.setAccessibleName("Send the question")
-        self.send_button.setToolTip("Send (Enter)")
+        self.send_button.setToolTip("Send (Enter). Asked during an answer, a question waits and is answered next.")
         self.send_button.clicked.connect(self._on_send_clicked)
         self.stop_button = QPushButton("Stop")
         self.stop_button.setObjectName("stopButton")
@@ -213,7 +214,17 @@ class ChatWidget(QWidget):
         self.cards.set_sources(last["sources"] if last else [])
         self._render()
 
+    def add_waiting(self, question: str) -> None:
+        """A question asked during an answer: shown below it until its own answer begins."""
+        self._waiting.append(question)
+        self._render()
+
+    def waiting(self) -> list[str]:
+        return list(self._waiting)
+
     def begin_answer(self, question: str) -> None:
+        if question in self._waiting:
+            self._waiting.remove(question)  # the first of equal ones: they are answered in order
         self._messages.append({"role": "user", "text": question, "sources": []})
         self._messages.append({"role": "assistant", "text": "", "sources": [], "streaming": True})
         self.cards.set_sources([])
@@ -269,8 +280,7 @@ class ChatWidget(QWidget):
         self._render()
 
     def set_busy(self, busy: bool) -> None:
-        self.stop_button.setEnabled(busy)
-        self.send_button.setEnabled(not busy)
+        self.stop_button.setEnabled(busy)  # Send stays enabled: a question asked now waits its turn
 
     def is_busy(self) -> bool:
         return self.stop_button.isEnabled()
@@ -329,6 +339,8 @@ class ChatWidget(QWidget):
                     lines = [f"- [{_md(source_label(s))}]({CITE_SCHEME}:{i}/{s['n']})" for s in message["sources"]]
                     block += "\n\n*Sources*\n\n" + "\n".join(lines)
                 parts.append(block)
+        for question in self._waiting:
+            parts.append(f"**You** · *waiting for the answer above*\n\n{_quote(question)}")
         return "\n\n---\n\n".join(parts)
 
     @Slot()
@@ -389,7 +401,7 @@ class ChatWidget(QWidget):
     @Slot()
     def _on_send_clicked(self) -> None:
         question = self.input.toPlainText().strip()
-        if question and not self.is_busy():
+        if question:
             self.input.clear()
             self.question_submitted.emit(question)
 

@@ -57,6 +57,18 @@ class ConversationListWidget(QWidget):
                 self.list.setCurrentItem(item)
         self.list.blockSignals(False)
 
+    def select_conversation(self, current: int | None) -> None:
+        """Select `current` again without announcing it (a change the window refused)."""
+        self.list.blockSignals(True)
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.UserRole) == current:
+                self.list.setCurrentItem(item)
+                break
+        else:
+            self.list.setCurrentItem(None)
+        self.list.blockSignals(False)
+
     def current_id(self) -> int | None:
         item = self.list.currentItem()
         return item.data(Qt.UserRole) if item else None

@@ -17,6 +17,8 @@ tuples, one request at a time, each answered once:
     ("shutdown",)         -> ("bye",), then the process exits
     ("cancel", id)        no answer: read at once by a second thread, so a job in the middle
                           of a step sees `job.should_stop()` turn true
+    ("interrupt", id)     no answer: as "cancel", and if the job is running, its model host
+                          is ended at once (the step may be stuck waiting on a frozen host)
 
 `fn` is a picklable `fn(engine, job)` from desktop/jobs.py; a generator is advanced one step
 per "next", so the window's worker keeps deciding what runs when (answers before indexing,
@@ -95,6 +97,12 @@ class Host:
                 return
             if message[0] == "cancel":
                 self.stop_flag(message[1]).set()
+            elif message[0] == "interrupt":
+                self.stop_flag(message[1]).set()
+                if message[1] in self.generators:  # still running: it may wait on the model
+                    from desktop.jobs import interrupt_model
+
+                    interrupt_model(self.engine)
             else:
                 self.inbox.put(message)
 

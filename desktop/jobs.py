@@ -233,6 +233,28 @@ def _title(question: str) -> str:
     return line if len(line) <= 60 else line[:57] + "…"
 
 
+def interrupt_model(engine) -> bool:
+    """From a thread other than the engine's owner: end the model host an answer waits on.
+
+    A host that stopped answering (frozen, stuck in a driver) never reads a stop request. Its
+    socket closes when it ends, so the owner's read returns at once, as after a crash, and
+    the model client starts a new host for the next question. Only a model already built is
+    touched: building one is the owner thread's business.
+    """
+    import os
+    import signal
+
+    model = getattr(engine, "_chat_model", None)
+    pid = getattr(model, "host_pid", None)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)  # the one signal a stopped process acts on at once
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def page_words(chunk_id: str):
     """The cited page's words and boxes when OCR read it (None otherwise)."""
     return lambda engine, job: engine.page_words(chunk_id)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox, QSplitter, 
 from rag.config import Settings
 
 from . import jobs
+from .answers import AnswerQueue
 from .chat import ChatWidget
 from .client import EngineClient
 from .conversations import ConversationListWidget
@@ -34,6 +35,7 @@ LIBRARY_REFRESH_MS = 1500
 
 class MainWindow(QMainWindow):
     answer_finished = Signal(dict)    # Answer.to_json(): the shape of `enclave-cli ask --json`
+    answer_failed = Signal(str)       # a question ended without an answer; the message says why
     indexing_finished = Signal(dict)  # IndexReport.to_json(): the shape of `enclave-cli index --json`
     model_loaded = Signal(dict)       # Generator.info
     library_refreshed = Signal()
@@ -51,7 +53,8 @@ class MainWindow(QMainWindow):
         worker.data_damaged.connect(self._on_data_damaged)
         self._collection = jobs.DEFAULT_COLLECTION
         self._conversation: int | None = None
-        self._answer_job = None
+        # Every question asked is answered in turn or ends with a message; none is dropped.
+        self.answers = AnswerQueue(self.client, lambda: self._conversation, self._answer_stall_s, self)
         self._started = False
         self._user_indexed = False
         self._welcome = welcome
@@ -112,6 +115,12 @@ class MainWindow(QMainWindow):
         self.progress.cancel_clicked.connect(lambda: self._for_index_jobs(self.worker.cancel))
         self.chat.question_submitted.connect(self.ask)
         self.chat.stop_requested.connect(self._on_stop_requested)
+        answers = self.answers
+        answers.waiting.connect(self.chat.add_waiting)
+        answers.started.connect(self.chat.begin_answer)
+        answers.progressed.connect(self.chat.append_piece)
+        answers.answered.connect(self._on_answer_result)
+        answers.failed.connect(self._on_answer_failed)
         self.chat.citation_clicked.connect(self.show_source)
         conv = self.conversations
         conv.conversation_selected.connect(self._on_conversation_selected)
@@ -198,13 +207,13 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def ask(self, question: str) -> None:
-        if self._answer_job is not None:
-            return
-        self.chat.begin_answer(question)
-        self._answer_job = self.client.run(
-            jobs.ask(question, self._collection, self._conversation), name="ask",
-            on_progress=self.chat.append_piece, on_result=self._on_answer_result,
-            on_failed=self._on_answer_failed, on_finished=self._on_answer_job_finished)
+        """Answer `question` now, or after the answers before it; `answer_finished` or
+        `answer_failed` follows, once per question."""
+        self.answers.ask(question, self._collection)
+
+    def is_answering(self) -> bool:
+        """An answer is under way or a question waits for one."""
+        return self.answers.busy()
 
     @Slot(dict)
     def show_source(self, source: dict) -> None:
@@ -394,13 +403,20 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def _on_stop_requested(self) -> None:
-        if self._answer_job is not None:
-            self.worker.cancel(self._answer_job)
+        self.answers.stop()
+
+    def _answer_stall_s(self) -> float:
+        """Read as each answer starts, so a changed setting applies to the next question."""
+        try:
+            return Settings.load(self.data_dir).answer_stall_s
+        except Exception:  # noqa: BLE001 - a damaged settings file: start-up checks report it
+            return Settings.answer_stall_s
 
     def _on_answer_result(self, result: dict) -> None:
         self._conversation = result["conversation"]
         answer = result["answer"]
         self.chat.finish_answer(answer, stopped=result["stopped"])
+        self._refresh_conversations()  # a first answer titles its conversation
         self.answer_finished.emit({k: v for k, v in answer.items() if k != "question"})
 
     def _on_answer_failed(self, message: str) -> None:
@@ -409,32 +425,39 @@ class MainWindow(QMainWindow):
         # The model may have been restarted (on the CPU after crashes on the GPU): show where.
         self.client.run(jobs.load_model, name="load_model", on_result=self._on_model_loaded,
                         on_failed=self._on_model_failed)
-
-    def _on_answer_job_finished(self) -> None:
-        self._answer_job = None
-        self.chat.set_busy(False)
         self._refresh_conversations()
+        self.answer_failed.emit(message)
 
     # --- conversations ---------------------------------------------------------------------
 
     def _refresh_conversations(self, select_latest: bool = False) -> None:
         def show(rows):
-            if select_latest and rows and self._conversation is None:
+            # Not while a question is answered: it already chose (or made) its conversation.
+            if select_latest and rows and self._conversation is None and not self.is_answering():
                 self._conversation = rows[0]["id"]
                 self.client.run(jobs.messages(self._conversation), on_result=self.chat.set_messages)
             self.conversations.set_conversations(rows, self._conversation)
 
         self.client.run(jobs.conversations, name="conversations", on_result=show)
 
+    def _refused_while_answering(self) -> bool:
+        """Questions in flight belong to the conversation shown: keep it until they are done."""
+        if not self.is_answering():
+            return False
+        self.conversations.select_conversation(self._conversation)
+        self.status.showMessage("Enclave is still answering in this conversation; change "
+                                "conversations when it is done.", 8000)
+        return True
+
     @Slot(int)
     def _on_conversation_selected(self, conversation: int) -> None:
-        if conversation != self._conversation and self._answer_job is None:
+        if conversation != self._conversation and not self._refused_while_answering():
             self._conversation = conversation
             self.client.run(jobs.messages(conversation), on_result=self.chat.set_messages)
 
     @Slot()
     def _on_new_conversation_requested(self) -> None:
-        if self._answer_job is not None:
+        if self._refused_while_answering():
             return
 
         def created(conversation: int):
@@ -446,6 +469,8 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _on_conversation_delete_requested(self, conversation: int) -> None:
+        if conversation == self._conversation and self._refused_while_answering():
+            return
         if conversation == self._conversation:
             self._conversation = None
             self.chat.set_messages([])
@@ -518,8 +543,7 @@ class MainWindow(QMainWindow):
         except OSError:
             pass
         self._refresh_timer.stop()
-        if self._answer_job is not None:
-            self.worker.cancel(self._answer_job)
+        self.answers.close()
         self.worker.shutdown()
         self.bridge.uninstall()
         super().closeEvent(event)

@@ -16,7 +16,9 @@ step per turn of the worker's event loop, so
   (indexing): a question about documents already indexed is answered between two files;
 - a paused background job is simply not stepped until it is resumed;
 - cancellation sets a thread-safe flag that the job's `should_stop` reads between steps (and,
-  for a process, inside a step: the flag crosses over at once).
+  for a process, inside a step: the flag crosses over at once);
+- a job stuck inside a step, waiting on a model host that no longer answers, is interrupted:
+  the host is ended, and the engine's read returns as after a crash.
 
 Signals carry a job id: `started(job)`, `progress(job, obj)` for each value a generator
 yields but the last, `result(job, obj)` for the return value or a generator's last value,
@@ -56,6 +58,7 @@ class Job:
     pause_flag: threading.Event = field(default_factory=threading.Event)
     gen: Iterator | None = None
     started: bool = False
+    finished: bool = False  # set on the worker thread once `finished` is emitted
     last: Any = None
     has_last: bool = False
     rebuild_engine: Callable[[], Any] | None = None  # set by the worker: a fresh engine (settings changed)
@@ -115,6 +118,14 @@ class ThreadEngine:
     def cancel(self, job: "Job") -> None:
         pass  # the job reads its own flag, in this process
 
+    def interrupt(self, job: "Job") -> None:
+        from .jobs import interrupt_model
+
+        interrupt_model(self.engine)
+
+    def end_stuck(self) -> None:
+        log.error("the engine on the worker thread is stuck and cannot be ended from outside")
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine.close()
@@ -154,9 +165,13 @@ class ProcessEngine:
             raise EnclaveError(reply[1]) if reply[2] else RuntimeError("the engine could not be built")
 
     def start(self, job: "Job") -> tuple[str, Any]:
+        if job.should_stop():  # cancelled while it waited: the engine's flag must start set
+            self._send(("cancel", job.id))
         reply = self._request(("start", job.id, job.fn))
         if reply[0] == "generator":
             job.gen = _REMOTE
+            if job.should_stop():  # cancelled while it started, before `cancel` could send it
+                self.cancel(job)
             return "generator", None
         return "value", reply[1]
 
@@ -173,6 +188,19 @@ class ProcessEngine:
             self._send(("cancel", job.id))
         except (OSError, EngineCrashed):
             pass  # a dead engine runs nothing to cancel
+
+    def interrupt(self, job: "Job") -> None:
+        try:
+            self._send(("interrupt", job.id))
+        except (OSError, EngineCrashed):
+            pass
+
+    def end_stuck(self) -> None:
+        """From any thread: kill the engine's process. The worker's pending read ends, and it
+        handles that as a crash: what was running fails with the message, the engine is rebuilt."""
+        child = self.child
+        if child is not None:
+            child.process.kill()
 
     def close(self) -> None:
         child, self.child = self.child, None
@@ -275,6 +303,19 @@ class EngineWorker(QObject):
         if job.started and job.gen is not None:
             self.backend.cancel(job)  # seen inside the step in progress, too
         self._queued.emit()  # wake a paused job so it can see the flag
+
+    def interrupt(self, job: Job) -> None:
+        """Cancel `job` and, if it is inside a step, end the model host it may be waiting on: a
+        frozen host never reads the stop, and the step would never return."""
+        self.cancel(job)
+        if job.started and not job.finished:
+            self.backend.interrupt(job)
+
+    def restart_stuck(self, job: Job) -> None:
+        """The engine never came back from `job`, even interrupted: end the engine's process (the
+        worker rebuilds it as after a crash). An engine on the worker's own thread cannot be."""
+        if not job.finished:
+            self.backend.end_stuck()
 
     def pause(self, job: Job) -> None:
         job.pause_flag.set()
@@ -410,6 +451,7 @@ class EngineWorker(QObject):
             except Exception:  # noqa: BLE001
                 log.exception("closing job %s", job.id)
             job.gen = None
+        job.finished = True
         self.finished.emit(job.id)
 
     @Slot()

@@ -142,6 +142,8 @@ class Settings:
     llm_endpoint_model: str = ""
     llm_timeout_s: float = 60.0
     llm_ca_file: str = ""
+    # The window ends an answer that brings no quote, no token and no result for this long.
+    answer_stall_s: float = 120.0
     team: TeamSettings = dataclasses.field(default_factory=TeamSettings)
 
     def validate(self) -> None:
@@ -180,6 +182,8 @@ class Settings:
             problems.append("llm_api_key_env must be the name of an environment variable, not the key")
         if not 1.0 <= self.llm_timeout_s <= 3600.0:
             problems.append("llm_timeout_s must be between 1 and 3600 seconds")
+        if not 1.0 <= self.answer_stall_s <= 3600.0:
+            problems.append("answer_stall_s must be between 1 and 3600 seconds")
         problems += self.team.problems()
         if problems:
             raise EnclaveError("Invalid settings: " + "; ".join(problems) + ".")

@@ -44,7 +44,7 @@ def process_window(qtbot, data_dir, tmp_path):
 def ask_and_kill(qtbot, window, target: str, sig: int) -> str:
     """Ask; once the answer streams, freeze `target` ("model" or "engine"), queue `sig`, resume it.
     Returns the message the window showed."""
-    qtbot.waitUntil(lambda: window._answer_job is None, timeout=60_000)  # the last answer has closed
+    qtbot.waitUntil(lambda: not window.is_answering(), timeout=60_000)  # the last answer has closed
     pieces = []
     window.worker.progress.connect(lambda job, value: pieces.append(value))
     with qtbot.waitSignal(window.bridge.error_reported, timeout=180_000) as shown:
@@ -55,12 +55,12 @@ def ask_and_kill(qtbot, window, target: str, sig: int) -> str:
         os.kill(pid, signal.SIGSTOP)
         os.kill(pid, sig)
         os.kill(pid, signal.SIGCONT)
-    qtbot.waitUntil(lambda: window._answer_job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.is_answering(), timeout=60_000)
     return shown.args[0]
 
 
 def answer(qtbot, window) -> dict:
-    qtbot.waitUntil(lambda: window._answer_job is None, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.is_answering(), timeout=60_000)
     with qtbot.waitSignal(window.answer_finished, timeout=300_000) as done:
         window.ask(QUESTION)
     return done.args[0]

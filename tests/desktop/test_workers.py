@@ -169,3 +169,39 @@ def test_a_broken_engine_is_reported(qtbot):
         w.start()
     assert failed.args == ["Another Enclave is using this data folder."]
     w.shutdown()
+
+
+def busy_for_a_second(engine, job):  # module-level: jobs for the engine's process must pickle
+    time.sleep(1.0)
+    return "done"
+
+
+def count_unless_stopped(engine, job):
+    for i in range(30):
+        if job.should_stop():
+            yield "stopped"
+            return
+        time.sleep(0.1)
+        yield i
+    yield "ran to the end"
+
+
+def test_a_job_cancelled_before_it_starts_starts_stopped_in_the_engine_process(qtbot, tmp_path):
+    from desktop.workers import ProcessEngine
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    w = EngineWorker(ProcessEngine(folder))
+    w.start()
+    try:
+        events = collect(w)
+        w.submit(busy_for_a_second)
+        job = w.submit(count_unless_stopped)
+        w.cancel(job)  # it waits behind the first: Stop pressed before an answer began
+        with qtbot.waitSignal(w.finished, check_params_cb=lambda job_id: job_id == job.id, timeout=120_000):
+            pass
+        assert ("result", job.id, "stopped") in events
+        assert not any(e[0] == "progress" and e[1] == job.id for e in events)
+    finally:
+        w.shutdown()
+    assert not w.is_running()
