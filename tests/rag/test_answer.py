@@ -3,6 +3,9 @@ cancellation."""
 
 from __future__ import annotations
 
+import pytest
+
+from rag.answer.followups import needs_history
 from rag.answer.pipeline import Answer, Answerer, Quote, model_refused, retrieval_query
 from rag.llm import StreamStats
 from rag.types import Hit
@@ -131,18 +134,54 @@ def test_follow_ups_carry_the_previous_question_into_retrieval():
     assert any(m["role"] == "assistant" for m in gen.messages)
 
 
-def test_a_question_on_a_new_topic_is_judged_alone_not_with_the_turn_before():
-    # The earlier question joins retrieval, but its words (and its year) must not make the
-    # evidence refuse a question the documents answer.
+def test_a_question_on_a_new_topic_is_answered_as_in_a_new_conversation():
+    # "What is the CEO's salary?" after a question about duck counts was answered "2022" from
+    # the duck passages: the earlier question joined the search and the prompt.
+    history = [("How many ducks were counted in 2022?", "1,204 ducks [1].")]
+    asked, gen = [], FakeGenerator(["Paris [1]."])
+    answerer = Answerer(lambda q, k: asked.append(q) or hits(), gen, EMBED)
+    _, after = run(answerer, "What is the capital of France?", history=history)
+    alone_gen = FakeGenerator(["Paris [1]."])
+    _, fresh = run(Answerer(lambda q, k: hits(), alone_gen, EMBED), "What is the capital of France?")
+    assert asked == ["What is the capital of France?"]
+    assert gen.messages == alone_gen.messages  # no earlier turn in the prompt
+    assert after.evidence == fresh.evidence and not after.evidence["follow_up"]
+
+
+def test_a_follow_up_that_carries_its_own_topic_is_judged_alone_too():
+    # The rule takes "and ..." for a follow-up, so the earlier question joins the search, but
+    # its words (and its year) must not make the evidence refuse what the documents answer.
     gen = FakeGenerator(["Paris [1]."])
     history = [("How many days of paid annual leave do employees get in 2024?", "28 days [1].")]
     batches = []
     answerer = Answerer(lambda q, k: hits(), gen, lambda texts: batches.append(list(texts)) or EMBED(texts))
-    _, final = run(answerer, "What is the capital of France?", history=history)
-    assert not final.refused and gen.calls == 1
+    _, final = run(answerer, "And what is the capital of France?", history=history)
+    assert not final.refused and gen.calls == 1 and final.evidence["follow_up"]
     assert final.evidence["probability"] > 0.5
     # the second reading of the evidence embeds the question alone, not the sentences again
-    assert batches[1] == ["What is the capital of France?"]
+    assert batches[1] == ["And what is the capital of France?"]
+
+
+@pytest.mark.parametrize("question", [
+    "and in 2022?", "And who approved it?", "What about Oslo?", "how about the other office?", "Why?",
+    "In 2022?", "How much?", "Who approved it?", "When was he born?", "What did they decide about leave?",
+    "Why is that?", "What does that mean for the budget?", "Can you elaborate?", "What did you mean by quorum?",
+    "Is the latter cheaper?", "Salary?",
+])
+def test_questions_that_lean_on_the_turn_before(question):
+    assert needs_history(question)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the CEO's salary?", "How do I add documents?", "How many ducks were counted in 2022?",
+    "What did the company say about its profits?", "Where is Acme based and who founded it?",
+    "Is it possible to add a scanned PDF?", "How long does it take to index a folder?",
+    "What does this policy say about parental leave?", "Which file lists the offices that closed?",
+    "Who founded Acme?", "Can you tell me the notice period?", "What is the blood pressure of the patient?",
+])
+def test_questions_that_stand_alone(question):
+    assert not needs_history(question)
+    assert retrieval_query(question, [("How many ducks were counted?", "12 [1].")]) == question
 
 
 def test_a_source_the_answer_shares_no_word_with_has_no_passage_to_highlight():
