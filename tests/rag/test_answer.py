@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from rag.answer.followups import needs_history
 from rag.answer.pipeline import Answer, Answerer, Quote, model_refused, retrieval_query
 from rag.llm import StreamStats
 from rag.types import Hit
@@ -169,6 +168,8 @@ def test_a_follow_up_that_carries_its_own_topic_is_judged_alone_too():
     "Is the latter cheaper?", "Salary?",
 ])
 def test_questions_that_lean_on_the_turn_before(question):
+    from rag.answer.followups import needs_history
+
     assert needs_history(question)
 
 
@@ -180,6 +181,8 @@ def test_questions_that_lean_on_the_turn_before(question):
     "Who founded Acme?", "Can you tell me the notice period?", "What is the blood pressure of the patient?",
 ])
 def test_questions_that_stand_alone(question):
+    from rag.answer.followups import needs_history
+
     assert not needs_history(question)
     assert retrieval_query(question, [("How many ducks were counted?", "12 [1].")]) == question
 
@@ -270,3 +273,49 @@ def test_sources_carry_a_relevance_label_and_the_prompt_carries_excerpts():
     gen = FakeGenerator(["Paris [1]."])
     run(answerer_for(gen, found, excerpts=False))
     assert gen.messages[-1]["content"].count("Filler sentence") == 24
+
+
+# --- the quote is a sentence that says something ------------------------------------------
+
+GUIDE = ("## Adding documents\n\nTo add documents, drag files or whole folders onto the window, or use the Add "
+         "files and Add folder buttons. A folder you add is watched for changes.\n\n## Collections\n\n"
+         "Documents belong to collections.")
+REPORT = ("COMPREHENSIVE MEDICAL REPORT\n\nVital Signs\n\nBlood Pressure\n\nHeart Rate: 78 bpm\n\n"
+          "The patient's blood pressure was 142/88 mmHg at the visit, above the target of 130/80 mmHg.")
+
+
+@pytest.mark.parametrize("text, question, label", [
+    (GUIDE, "How do I add documents?", "## Adding documents"),
+    (REPORT, "What was the blood pressure?", "Blood Pressure"),
+    (REPORT, "What kind of medical report is this?", "COMPREHENSIVE MEDICAL REPORT"),
+])
+def test_the_quote_is_never_a_heading_a_label_or_a_title(text, question, label):
+    from rag.answer import evidence as ev
+
+    found = [Hit("g-1", "/docs/guide.md", None, text, 0.03, 0.8, 4.0)]
+    quotes = ev.gather(question, found, EMBED).best(3)
+    assert quotes and label not in [q.text for q in quotes]
+    assert all(ev.sentence_kind(q.text) != ev.LABEL for q in quotes)
+    gen = FakeGenerator(["ok [1]."])
+    _, answer = run(answerer_for(gen, lambda: found), question)
+    assert answer.quote.text != label and answer.quote.text.endswith(".")
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("## Adding documents", "label"), ("Blood Pressure", "label"), ("COMPREHENSIVE MEDICAL REPORT", "label"),
+    ("Diagnosis:", "label"), ("Patient Information", "label"), ("ELEVATED", "label"),
+    ("Blood Pressure: 142/88 mmHg", "statement"), ("Beautiful is better than ugly.", "statement"),
+    ("Drag files or whole folders onto the window, or use the Add files button.", "statement"),
+    ("Drag files onto the window", "fragment"),
+])
+def test_sentences_are_told_from_labels(text, kind):
+    from rag.answer import evidence as ev
+
+    assert ev.sentence_kind(text) == kind
+
+
+def test_hits_holding_only_labels_give_no_quote():
+    from rag.answer import evidence as ev
+
+    found = [Hit("r-1", "/docs/r.pdf", 1, "COMPREHENSIVE MEDICAL REPORT\n\nBlood Pressure", 0.03, 0.8, 4.0)]
+    assert ev.gather("What was the blood pressure?", found, EMBED).best(3) == []
