@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -176,3 +177,46 @@ def test_the_bundled_model_is_checked_against_its_published_hash(tmp_path, monke
     engine.load_model()
     assert engine.model_sha256() == generation.DEFAULT_MODEL_SHA256
     engine.close()
+
+
+@pytest.fixture(scope="module")
+def cli_data(tmp_path_factory):
+    """A small collection indexed through the CLI, as a person would."""
+    docs = tmp_path_factory.mktemp("cli-docs")
+    (docs / "leave.txt").write_text(
+        "Employees get 28 days of paid annual leave. Unused days expire at the end of March.\n\n"
+        "The office in Lisbon opens at 8 in the morning.\n", encoding="utf-8")
+    data = tmp_path_factory.mktemp("cli-data")
+    proc = _cli("index", str(docs), "--collection", "hr", env_dir=data)
+    assert proc.returncode == 0, proc.stderr
+    return data
+
+
+@pytest.mark.parametrize("command", ["ask", "search"])
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_is_a_usage_error(cli_data, command, question):
+    proc = _cli(command, question, "--collection", "hr", env_dir=cli_data)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["enclave-cli: error: the question is empty"]
+
+
+@pytest.mark.parametrize("command", ["ask", "search"])
+def test_an_unknown_collection_is_named_not_searched(cli_data, command):
+    proc = _cli(command, "How many days of leave do employees get?", "--collection", "nope", env_dir=cli_data)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'nope'" in lines[0] and "hr" in lines[0], lines
+    assert "Nothing in the index" not in proc.stderr
+
+
+def test_search_shows_a_rank_and_the_relevance_word_and_keeps_the_score_for_json(cli_data):
+    proc = _cli("search", "How many days of paid annual leave?", "--collection", "hr", env_dir=cli_data)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("[1] ") and first.endswith(("(strong match)", "(partial match)", "(weak match)")), first
+    assert not re.search(r"\d\.\d{3}", proc.stdout), proc.stdout  # no raw fusion score
+    hits = json.loads(_cli("search", "How many days of paid annual leave?", "--collection", "hr", "--json",
+                           env_dir=cli_data).stdout)
+    assert hits[0]["rank"] == 1 and hits[0]["relevance"] in ("strong", "partial", "weak")
+    assert 0 < hits[0]["score"] < 1
+    assert hits[0]["relevance"] in first
