@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .citations import STOPWORDS, content_stems, sentence_spans, stem
+from .citations import STOPWORDS, content_stems, numbers_agree, sentence_spans, stated_numbers, stem
 from ..types import Hit
 
 # How many retrieved chunks the evidence reads (the prompt may carry fewer).
@@ -78,8 +78,8 @@ STRONG = 0.70  # a source whose own evidence reaches this is a "strong" match
 # sentence of those sources says the same in other words.
 CLAIM_COVERAGE = 0.6
 CLAIM_SIMILARITY = 0.75
-# Words that answer a yes/no question without carrying content of their own.
-_AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indeed".split())
+# Words that answer a question without carrying content of their own: "Yes.", "The answer is:".
+_AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indeed answer".split())
 _NEGATION = frozenset("not never no none nothing nobody neither nor without cannot".split())
 _TOKEN = re.compile(r"\w+(?:'\w+)?")
 
@@ -408,10 +408,12 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
         cited = cited_numbers(answer[a:b], len(sources)) or \
             _next_cited(answer, spans, index, len(sources), cited_numbers)
         numbers = cited or list(range(1, len(sources) + 1))
-        words = [w for w in content_stems(text) if w not in _AFFIRMATIONS]
-        # "Yes." says no more than the question it answers: check the question's words.
+        words = [w for w in content_stems(text) if w not in _AFFIRMATIONS and not w[0].isdigit()]
+        # "Yes." or "The answer is: 2" says no more than the question it answers: check the
+        # question's words with it.
         check_text = text if words else f"{question} {text}"
         terms = set(content_stems(check_text)) - _AFFIRMATIONS
+        figures = bool(stated_numbers(text))
         best = None
         for n in numbers:
             cov = coverage(terms, sources[n - 1].text)
@@ -419,6 +421,11 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
             if claim_vectors is not None and per_source[n - 1] is not None:
                 sim = float(np.max(per_source[n - 1] @ claim_vectors[index]))
             ok = bool(terms) and (cov >= CLAIM_COVERAGE or sim >= CLAIM_SIMILARITY)
+            if ok and figures:
+                # A number must be the one the source states where it says what the claim
+                # says: "130/80" is not supported by "142/88 ... target <130/80", nor "2" by
+                # a passage that says 13 (or by a 2 elsewhere in the chunk).
+                ok = numbers_agree(text, best_support(check_text, sources[n - 1].text)[2])
             key = (ok, max(cov, sim))
             if best is None or key > best[0]:
                 best = (key, n)

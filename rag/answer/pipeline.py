@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import evidence as ev
+from . import verdict
 from .citations import best_support, cited_numbers
 from .followups import history_for
 from ..llm import ChatModel
@@ -86,6 +87,12 @@ class Answer:
     refused_by: str | None = None  # "evidence" (no model call) or "model"
     claims_checked: bool = False  # False for refusals and stopped answers
 
+    @property
+    def supported(self) -> bool | None:
+        """The one verdict the CLI and the window show (rag/answer/verdict.py)."""
+        return verdict.supported({"refused": self.refused, "claims": self.claims,
+                                  "claims_checked": self.claims_checked})
+
     def to_json(self) -> dict:
         return {
             "answer": self.text,
@@ -99,7 +106,7 @@ class Answer:
             "quotes": self.quotes,
             "claims": self.claims,
             "claims_checked": self.claims_checked,
-            "supported": any(c["supported"] for c in self.claims) if self.claims else None,
+            "supported": self.supported,
             "evidence": self.evidence,
         }
 

@@ -88,7 +88,7 @@ def _process_age_s() -> float | None:
 def _print_sources(answer) -> None:
     print()
     unsupported = [c for c in answer.claims if not c["supported"]]
-    if answer.claims and len(unsupported) == len(answer.claims):
+    if answer.supported is False:  # the verdict the window shows too
         print("(no source supports this answer; what the documents say:)")
         for quote in answer.quotes:
             print(f"    \u201c{' '.join(quote['text'].split())}\u201d \u2014 {_place(quote['source'])}")

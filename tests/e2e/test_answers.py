@@ -220,3 +220,38 @@ def test_search_shows_a_rank_and_the_relevance_word_and_keeps_the_score_for_json
     assert hits[0]["rank"] == 1 and hits[0]["relevance"] in ("strong", "partial", "weak")
     assert 0 < hits[0]["score"] < 1
     assert hits[0]["relevance"] in first
+
+
+def _answer_with(claims, refused=False, checked=True):
+    source = {"n": 1, "path": "/docs/report.pdf", "page": 1, "unit": None, "text": "Blood Pressure: 142/88 mmHg.",
+              "relevance": "strong", "support": None, "cited": True}
+    quote = {"text": "Blood Pressure: 142/88 mmHg.", "source": dict(source)}
+    return Answer("What was the blood pressure?", "The blood pressure was 130/80 mmHg [1].", refused, [source], {},
+                  {}, quotes=[quote], claims=claims, claims_checked=checked)
+
+
+def test_the_window_and_the_cli_show_the_engines_one_verdict(capsys):
+    # The window once showed "No source supports this answer" where `ask --json` said a
+    # claim was supported: both must read the claims the engine checked, the same way.
+    import desktop.chat as chat
+    from rag.cli.answers import _print_sources
+
+    claim = {"text": "The blood pressure was 130/80 mmHg.", "sources": [1], "score": 0.9, "start": 0, "end": 38,
+             "support": None}
+    cases = {
+        "supported": _answer_with([dict(claim, supported=True)]),
+        "unsupported": _answer_with([dict(claim, supported=False)]),
+        "nothing but citations": _answer_with([]),
+        "refused": _answer_with([], refused=True, checked=False),
+        "stopped": _answer_with([dict(claim, supported=False)], checked=False),
+    }
+    for name, answer in cases.items():
+        data = answer.to_json()
+        message = {"role": "assistant", "text": data["answer"], "sources": data["sources"], **chat._checked(data)}
+        window_banner = chat.unsupported_everywhere(message)
+        _print_sources(answer)
+        cli_banner = "no source supports this answer" in capsys.readouterr().out
+        assert window_banner == cli_banner == (data["supported"] is False), name
+    from rag.answer import verdict
+
+    assert chat.verdict.supported is verdict.supported  # one function, not two copies

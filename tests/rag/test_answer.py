@@ -319,3 +319,27 @@ def test_hits_holding_only_labels_give_no_quote():
 
     found = [Hit("r-1", "/docs/r.pdf", 1, "COMPREHENSIVE MEDICAL REPORT\n\nBlood Pressure", 0.03, 0.8, 4.0)]
     assert ev.gather("What was the blood pressure?", found, EMBED).best(3) == []
+
+
+# --- numbers in claims -----------------------------------------------------------------------
+
+# As a scanned medical report reads: the measured value, and the target on a line of its own.
+MEDICAL = ("COMPREHENSIVE MEDICAL REPORT\n\nPatient: Jonathan Michael Harrison\n\nBlood Pressure: 142/88 mmHg "
+           "(elevated)\n\nHeart Rate: 78 bpm\n\nTreatment plan: lifestyle changes. Target blood pressure: "
+           "<130/80 mmHg within three months.")
+README_LINE = ("Every answer cites its sources. Exit code 2 means a usage error. Enclave reads 13 file formats, "
+               "from PDF to Outlook mail.")
+
+
+@pytest.mark.parametrize("text, question, answer, supported", [
+    (MEDICAL, "What was the patient's blood pressure?", "The patient's blood pressure was 130/80 mmHg [1].", False),
+    (MEDICAL, "What was the patient's blood pressure?", "The patient's blood pressure was 140/80 mmHg [1].", False),
+    (MEDICAL, "What was the patient's blood pressure?", "The patient's blood pressure was 142/88 mmHg [1].", True),
+    (README_LINE, "How many file formats does Enclave read?", "The answer is: 2 [1].", False),
+    (README_LINE, "How many file formats does Enclave read?", "The answer is: 13 [1].", True),
+])
+def test_a_claim_with_a_number_is_supported_only_by_a_passage_stating_that_number(text, question, answer, supported):
+    found = lambda: [Hit("m-1", "/docs/report.pdf", 1, text, 0.03, 0.8, 4.0)]  # noqa: E731
+    _, final = run(answerer_for(FakeGenerator([answer]), found, min_probability=0.0), question)
+    assert final.claims_checked and [c["supported"] for c in final.claims] == [supported], final.claims
+    assert final.supported is supported and final.to_json()["supported"] is supported
