@@ -383,7 +383,8 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
     spans = _answer_sentences(answer)
     if not spans or not sources:
         return []
-    claims_text = [_CITE.sub("", answer[a:b]).strip() for a, b in spans]
+    # A list item's number is no figure of its claim.
+    claims_text = [_LEADING_LIST_MARK.sub("", _CITE.sub("", answer[a:b]).strip()) for a, b in spans]
     per_source: list[np.ndarray | None] = [None] * len(sources)
     claim_vectors = None
     if embed is not None:
@@ -446,6 +447,10 @@ def _next_cited(answer, spans, index, n_sources, cited_numbers) -> list[int]:
     return []
 
 
+_LIST_MARK = re.compile(r"\s*(?:\d{1,3}[.)]|[-*\u2022])\s*")
+_LEADING_LIST_MARK = re.compile(r"^(?:\d{1,3}[.)]|[-*\u2022])\s+")
+
+
 def _answer_sentences(answer: str) -> list[tuple[int, int]]:
     """Sentences of an answer with their citation markers kept (a marker after the full stop,
     "... Paris. [1]", belongs to the sentence before it)."""
@@ -453,6 +458,8 @@ def _answer_sentences(answer: str) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
     for a, b in spans:
         piece = answer[a:b]
+        if _LIST_MARK.fullmatch(piece):
+            continue  # a list number standing alone ("2.") claims nothing
         if merged and not _CITE.sub("", piece).strip():
             merged[-1] = (merged[-1][0], b)  # a lone marker joins the sentence before
             continue

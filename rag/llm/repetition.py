@@ -7,7 +7,8 @@ Every streaming loop (`rag.llm.llama`, `rag.llm.remote`) passes its text through
 `RepetitionGuard`, which ends the answer at the first repeat:
 
 - a repeated unit: a line or sentence whose words (list numbers, bullets and citation marks
-  aside) are those of an earlier one, at least `MIN_UNIT_WORDS` of them;
+  aside) are those of an earlier one, at least `MIN_UNIT_WORDS` of them, or that an earlier
+  one holds whole, at least `MIN_CLAUSE_WORDS` of them;
 - a repeated run: the last words repeat the words just before them ("the list of documents
   to the list of documents to the list of ..."), at least `MIN_RUN_WORDS` words in all.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import re
 
 MIN_UNIT_WORDS = 3  # a unit this long said twice is a loop ("Yes. Yes." is not worth a rule)
+MIN_CLAUSE_WORDS = 6  # a unit this long that an earlier one holds whole is a loop too
 MIN_RUN_WORDS = 8  # a run of at least this many words repeating the words before them
 MAX_PERIOD = 48  # the longest repeated run (in words) looked for
 
@@ -89,7 +91,7 @@ class RepetitionGuard:
         if self.stopped:
             return ""
         key = unit_key(self.text[self._unit_start:])
-        if len(key.split()) >= MIN_UNIT_WORDS and key in self._units:
+        if self._said_before(key):
             self.stopped = True
             return self._release(_clean_end(self.text, self._unit_start, self._shown))
         return self._release(len(self.text))
@@ -113,10 +115,19 @@ class RepetitionGuard:
             key = unit_key(text[self._unit_start:match.end()])
             if not key:  # a bullet or a number alone: it belongs to the unit that follows
                 continue
-            if len(key.split()) >= MIN_UNIT_WORDS and key in self._units:
+            if self._said_before(key):
                 return self._unit_start
             self._units.append(key)
             self._unit_start = match.end()
+
+    def _said_before(self, key: str) -> bool:
+        """Whether a finished unit says again what an earlier one said: the same words, or
+        (when long enough) words an earlier unit holds whole ("You can choose to add
+        documents." after "In the dialog, you can choose to add documents.")."""
+        size = len(key.split())
+        if size >= MIN_CLAUSE_WORDS:
+            return any(f" {key} " in f" {unit} " for unit in self._units)
+        return size >= MIN_UNIT_WORDS and key in self._units
 
     def _open_unit_may_repeat(self) -> bool:
         """Whether the unit being written may still turn out to be an earlier one again."""
@@ -126,8 +137,9 @@ class RepetitionGuard:
         key = unit_key(open_text)
         if not key:
             return bool(self._units)
-        # A last word still being written matches as a prefix of the earlier unit's word.
-        return any(unit.startswith(key) for unit in self._units)
+        # It may be starting to say an earlier unit again, or a clause of one (a last word
+        # still being written matches as the start of the earlier word).
+        return any(f" {key}" in f" {unit}" for unit in self._units)
 
     # -- runs of words -----------------------------------------------------------------
 

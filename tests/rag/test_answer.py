@@ -343,3 +343,12 @@ def test_a_claim_with_a_number_is_supported_only_by_a_passage_stating_that_numbe
     _, final = run(answerer_for(FakeGenerator([answer]), found, min_probability=0.0), question)
     assert final.claims_checked and [c["supported"] for c in final.claims] == [supported], final.claims
     assert final.supported is supported and final.to_json()["supported"] is supported
+
+
+def test_a_list_number_is_no_claim_and_no_figure_of_its_item():
+    text = "To add documents:\n\n1. Drag files onto the window [1].\n2) Use the Add files button [1]."
+    found = lambda: [Hit("g-1", "/docs/guide.md", None, GUIDE, 0.03, 0.8, 4.0)]  # noqa: E731
+    _, final = run(answerer_for(FakeGenerator([text]), found, min_probability=0.0), "How do I add documents?")
+    assert [c["text"] for c in final.claims] == ["To add documents:", "Drag files onto the window.",
+                                                 "Use the Add files button."]
+    assert all(c["supported"] for c in final.claims[1:]), final.claims

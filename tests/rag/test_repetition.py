@@ -33,6 +33,11 @@ def stream(text: str, step: int) -> tuple[list[str], RepetitionGuard]:
     # Two sentences taking turns: the first one said again ends the answer.
     ("The fee is 20 euros [1]. It is paid once [1]. The fee is 20 euros [2]. It is paid once [2]. The fee",
      "The fee is 20 euros [1]. It is paid once [1]."),
+    # What the bundled model still wrote once each item differed: a clause said again whole.
+    ("1. Click the Add documents button.\n2. In the dialog, you can choose to add documents to the list of "
+     "documents.\n3. You can choose to add documents to the list of documents.\n4. You can",
+     "1. Click the Add documents button.\n2. In the dialog, you can choose to add documents to the list of "
+     "documents."),
     # The last sentence repeats an earlier one and nothing follows it.
     ("Paris is the capital of France [1]. It lies on the Seine [1]. Paris is the capital of France [2].",
      "Paris is the capital of France [1]. It lies on the Seine [1]."),
