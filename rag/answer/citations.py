@@ -159,17 +159,29 @@ def stated_numbers(text: str) -> dict[str, bool]:
     return out
 
 
-def numbers_agree(claim: str, passage: str) -> bool:
+def numbers_agree(claim: str, passage: str, heading: str = "") -> bool:
     """Whether every number of `claim` is stated in `passage`, as a value where the claim
     states a value: "The blood pressure was 130/80" is not supported by a passage that says
-    142/88 and gives 130/80 as the target. True for a claim without numbers."""
+    142/88 and gives 130/80 as the target. `heading`: the line above the passage; a column
+    of a table read by OCR ("Normal Range" over "120/80 mmHg ...") is qualified by it. True
+    for a claim without numbers."""
     stated = stated_numbers(passage)
+    if heading and len(heading.split()) <= 4 and any(w.lower() in _QUALIFIERS for w in heading.split()):
+        stated = dict.fromkeys(stated, True)
     # A claim that speaks of a target or a limit anywhere may take one from the passage.
     speaks_of_limits = any(t.lower() in _QUALIFIERS for t in _NUMBER_TOKEN.findall(claim))
     for number in stated_numbers(claim):
         if number not in stated or (stated[number] and not speaks_of_limits):
             return False
     return True
+
+
+def line_above(text: str, start: int) -> str:
+    """The last non-blank line of `text` before offset `start`."""
+    for line in reversed(text[:start].splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 def best_support(answer_text: str, source_text: str) -> tuple[int, int, str]:

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .citations import STOPWORDS, content_stems, numbers_agree, sentence_spans, stated_numbers, stem
+from .citations import (
+    STOPWORDS, content_stems, line_above, numbers_agree, sentence_spans, stated_numbers, stem,
+)
 from ..types import Hit
 
 # How many retrieved chunks the evidence reads (the prompt may carry fewer).
@@ -426,7 +428,8 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
                 # A number must be the one the source states where it says what the claim
                 # says: "130/80" is not supported by "142/88 ... target <130/80", nor "2" by
                 # a passage that says 13 (or by a 2 elsewhere in the chunk).
-                ok = numbers_agree(text, best_support(check_text, sources[n - 1].text)[2])
+                start, _, passage = best_support(check_text, sources[n - 1].text)
+                ok = numbers_agree(text, passage, line_above(sources[n - 1].text, start))
             key = (ok, max(cov, sim))
             if best is None or key > best[0]:
                 best = (key, n)

@@ -323,23 +323,33 @@ def test_hits_holding_only_labels_give_no_quote():
 
 # --- numbers in claims -----------------------------------------------------------------------
 
-# As a scanned medical report reads: the measured value, and the target on a line of its own.
-MEDICAL = ("COMPREHENSIVE MEDICAL REPORT\n\nPatient: Jonathan Michael Harrison\n\nBlood Pressure: 142/88 mmHg "
-           "(elevated)\n\nHeart Rate: 78 bpm\n\nTreatment plan: lifestyle changes. Target blood pressure: "
-           "<130/80 mmHg within three months.")
+# How OCR reads the scanned medical report of the test corpus (MEDRPT-2024-PAT-3847): the vital
+# signs table column by column, and the target on page 3.
+REPORT_PAGE_1 = ("COMPREHENSIVE MEDICAL REPORT\n\nVITAL SIGNS\n\nMeasurement\n\nBlood Pressure\nHeart Rate\n"
+                 "Temperature\n\nValue\n\n142/88 mmHg\n78 bpm\n98.6°F\n\nNormal Range\n\n120/80 mmHg\n"
+                 "60-100 bpm\n97.8-99.1°F\n\nStatus\n\nELEVATED\nNORMAL\nNORMAL\n\nCHIEF COMPLAINT\n\n"
+                 "Patient presents with persistent headaches. Blood pressure slightly elevated today.")
+REPORT_PAGE_3 = ("TREATMENT PLAN\n\n2. HYPERTENSION:\n- Increase Lisinopril from 10mg to 20mg once daily\n"
+                 "- Home blood pressure monitoring twice daily\n- Target BP: <130/80 mmHg\n"
+                 "- Dietary sodium restriction (<2300mg/day)")
 README_LINE = ("Every answer cites its sources. Exit code 2 means a usage error. Enclave reads 13 file formats, "
                "from PDF to Outlook mail.")
+BP = "What was the patient's blood pressure?"
 
 
-@pytest.mark.parametrize("text, question, answer, supported", [
-    (MEDICAL, "What was the patient's blood pressure?", "The patient's blood pressure was 130/80 mmHg [1].", False),
-    (MEDICAL, "What was the patient's blood pressure?", "The patient's blood pressure was 140/80 mmHg [1].", False),
-    (MEDICAL, "What was the patient's blood pressure?", "The patient's blood pressure was 142/88 mmHg [1].", True),
-    (README_LINE, "How many file formats does Enclave read?", "The answer is: 2 [1].", False),
-    (README_LINE, "How many file formats does Enclave read?", "The answer is: 13 [1].", True),
+@pytest.mark.parametrize("texts, question, answer, supported", [
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 130/80 mmHg [2].", False),  # the target
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 130/80 mmHg [1].", False),
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 140/80 mmHg [1].", False),
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 120/80 mmHg [1].", False),  # normal range
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 142/88 mmHg [1].", True),
+    ([README_LINE], "How many file formats does Enclave read?", "The answer is: 2 [1].", False),
+    ([README_LINE], "How many file formats does Enclave read?", "The answer is: 13 [1].", True),
 ])
-def test_a_claim_with_a_number_is_supported_only_by_a_passage_stating_that_number(text, question, answer, supported):
-    found = lambda: [Hit("m-1", "/docs/report.pdf", 1, text, 0.03, 0.8, 4.0)]  # noqa: E731
+def test_a_claim_with_a_number_is_supported_only_by_a_passage_stating_that_number(texts, question, answer,
+                                                                                  supported):
+    found = lambda: [Hit(f"m-{i}", "/docs/report.pdf", 2 * i + 1, text, 0.03, 0.8, 4.0)  # noqa: E731
+                     for i, text in enumerate(texts)]
     _, final = run(answerer_for(FakeGenerator([answer]), found, min_probability=0.0), question)
     assert final.claims_checked and [c["supported"] for c in final.claims] == [supported], final.claims
     assert final.supported is supported and final.to_json()["supported"] is supported

@@ -128,3 +128,13 @@ def test_the_numbers_of_a_claim_must_be_stated_as_values_in_its_passage(claim, p
     from rag.answer.citations import numbers_agree
 
     assert numbers_agree(claim, passage) is agree
+
+
+def test_a_column_read_under_a_range_heading_states_no_values():
+    from rag.answer.citations import line_above, numbers_agree
+
+    page = "Value\n\n142/88 mmHg\n78 bpm\n\nNormal Range\n\n120/80 mmHg\n60-100 bpm"
+    column = page.index("120/80")
+    assert line_above(page, column) == "Normal Range"
+    assert not numbers_agree("The blood pressure was 120/80 mmHg.", "120/80 mmHg\n60-100 bpm", "Normal Range")
+    assert numbers_agree("The blood pressure was 142/88 mmHg.", "142/88 mmHg\n78 bpm", "Value")
