@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -255,3 +256,70 @@ def test_the_window_and_the_cli_show_the_engines_one_verdict(capsys):
     from rag.answer import verdict
 
     assert chat.verdict.supported is verdict.supported  # one function, not two copies
+
+
+# --- the first questions a new user asks, with the bundled model ---------------------------
+
+
+def test_the_welcome_question_gets_a_short_cited_answer_that_does_not_repeat_itself(tmp_path, real_embedder):
+    # The first answer a new user saw: the heading "## Adding documents" as the quote, then
+    # one list item 24 times over, to the 384-token cap, every repeat marked supported.
+    from rag.answer.evidence import STATEMENT, sentence_kind
+    from rag.answer.citations import sentence_spans
+    from rag.llm.repetition import unit_key
+
+    engine = Engine(tmp_path / "data", embedder=real_embedder)
+    try:
+        assert engine.ensure_welcome().indexed == 1
+        pieces, answer = ask(engine, "How do I add documents?", collection="Welcome")
+    finally:
+        engine.close()
+    assert not answer.refused and answer.text
+    assert answer.quote is not None and sentence_kind(answer.quote.text) == STATEMENT, answer.quote.text
+    assert "drag" in answer.quote.text.lower()
+    units = [unit_key(answer.text[a:b]) for a, b in sentence_spans(answer.text)]
+    units = [u for u in units if u]
+    assert len(units) == len(set(units)), answer.text  # no sentence or list item said twice
+    lines = [unit_key(line) for line in answer.text.splitlines() if unit_key(line)]
+    assert len(lines) == len(set(lines)), answer.text
+    assert answer.timings["tokens"] <= 160 and len(answer.text) <= 700, answer.text
+    assert {Path(s["path"]).name for s in answer.sources} == {"enclave-guide.md"}
+    supported = [c for c in answer.claims if c["supported"]]
+    place = {s["n"]: Path(s["path"]).name for s in answer.sources}
+    assert supported and all(place[c["support"]["n"]] == "enclave-guide.md" for c in supported), answer.claims
+    assert re.search(r"drag|add files|add folder", answer.text, re.IGNORECASE), answer.text
+
+
+@pytest.fixture(scope="module")
+def ducks(tmp_path_factory, real_embedder):
+    docs = tmp_path_factory.mktemp("ducks-docs")
+    (docs / "ducks.txt").write_text(
+        "Lake survey.\n\nThe 2021 survey counted 1,204 ducks on the lake. In 2022 the count rose to 1,530 ducks, "
+        "most of them mallards.\n", encoding="utf-8")
+    (docs / "office.txt").write_text(
+        "Office notes.\n\nThe Lisbon office opens at 8 in the morning. Visitors sign in at the front desk.\n",
+        encoding="utf-8")
+    e = Engine(tmp_path_factory.mktemp("ducks-data"), embedder=real_embedder)
+    e.index_all([docs])
+    yield e
+    e.close()
+
+
+def test_a_question_on_a_new_topic_is_answered_as_in_a_new_conversation(ducks):
+    # "What is the CEO's salary?" after a question on duck counts was answered "2022": the
+    # duck question joined the search. In a new conversation it was refused.
+    duck_question = "How many ducks were counted in 2021?"
+    _, first = ask(ducks, duck_question)
+    assert not first.refused
+    history = [(duck_question, first.text)]
+    _, after = ask(ducks, "What is the CEO's salary?", history=history)
+    _, fresh = ask(ducks, "What is the CEO's salary?")
+    assert fresh.refused and after.refused, after.text
+    assert after.refused_by == fresh.refused_by and after.evidence == fresh.evidence
+    assert [s["path"] for s in after.sources] == [s["path"] for s in fresh.sources]
+
+    # A true follow-up still takes its topic from the turn before.
+    _, follow_up = ask(ducks, "And in 2022?", history=history)
+    assert follow_up.evidence["follow_up"] and not follow_up.refused, follow_up.text
+    assert "ducks.txt" in {Path(s["path"]).name for s in follow_up.sources}
+    assert "1,530" in follow_up.quote.text
