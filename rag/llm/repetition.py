@@ -35,6 +35,7 @@ _CITATIONS = re.compile(r"\[[\d\s,;\-\u2013]+\]")
 _WORD = re.compile(r"\w+")
 # A unit begun with no word yet: it may still be a list number or a bullet of a repeat.
 _NOTHING_YET = re.compile(r"^\s*(?:[-*\u2022+>#]+|\d{1,3}[.)]?|\(?[a-zA-Z]\)?|\[[\d\s,;\-\u2013]*\]?)?\s*$")
+_SENTENCE_AFTER = re.compile(r"[\"'\u201d\u2019)\]]*[.!?][\"'\u201d\u2019)\]]*")  # a sentence ends here
 _LEADS_ON = ",;:-\u2013\u2014*\u2022"  # what joins a word to the next; never the end of an answer
 # Words after which a cut leaves a sentence hanging ("... the list of").
 _HANGING = frozenset(
@@ -162,12 +163,20 @@ class RepetitionGuard:
         return None
 
     def _run_cut(self, period: int, run: int) -> int:
-        """Where to end text whose last `run` words repeat the `period` words before them: after
-        one whole copy, at the first word boundary within the next copy that does not leave
-        the sentence hanging on a word like "of" (a copy may start mid-phrase)."""
+        """Where to end text whose last `run` words repeat the `period` words before them.
+
+        After one whole copy; but a loop has no true first word ("the list of documents to
+        the list of documents" loops on either), so the copy kept may be shifted into the
+        next one: to end a sentence where one ends within a copy, else by less than half
+        a copy so as not to leave it hanging on a word like "of"."""
         first = len(self._words) - run  # the first word of the second copy
         for shift in range(period):
             last = first + shift - 1  # the last word kept
+            end = _SENTENCE_AFTER.match(self.text, self._word_ends[last])
+            if end:
+                return end.end()
+        for shift in range((period + 1) // 2):
+            last = first + shift - 1
             if self._words[last] not in _HANGING:
                 return self._word_ends[last]
         return self._word_ends[first - 1]

@@ -38,6 +38,13 @@ def stream(text: str, step: int) -> tuple[list[str], RepetitionGuard]:
      "documents.\n3. You can choose to add documents to the list of documents.\n4. You can",
      "1. Click the Add documents button.\n2. In the dialog, you can choose to add documents to the list of "
      "documents."),
+    # A loop spanning two sentences ends where a sentence ends, not mid-clause.
+    ("The theorem is used to define the classes. The time hierarchy theorem is a fundamental theorem that "
+     "is used to define the classes.\n\nThe time hierarchy theorem is a fundamental theorem that is used to",
+     "The theorem is used to define the classes. The time hierarchy theorem is a fundamental theorem that "
+     "is used to define the classes."),
+    ("The answer is: The answer is: The answer is: The answer is: The answer is: The answer is: The",
+     "The answer is"),
     # The last sentence repeats an earlier one and nothing follows it.
     ("Paris is the capital of France [1]. It lies on the Seine [1]. Paris is the capital of France [2].",
      "Paris is the capital of France [1]. It lies on the Seine [1]."),
