@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (
     QToolTip, QVBoxLayout, QWidget,
 )
 
+from rag.answer import verdict
+
 
 RENDER_INTERVAL_MS = 40  # streamed tokens are drawn at most this often
 _MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -61,11 +63,11 @@ def source_label(source: dict) -> str:
 
 def unsupported_everywhere(message: dict) -> bool:
     """A finished answer none of whose claims a source supports (or that says nothing but
-    citations): the window shows the documents' own sentences instead."""
-    if message.get("refused") or message.get("streaming") or not message.get("checked"):
+    citations): the window shows the documents' own sentences instead. The verdict is the
+    engine's, the one the CLI prints."""
+    if message.get("streaming"):
         return False
-    claims = message.get("claims") or []
-    return bool(message.get("quotes")) and not any(c.get("supported") for c in claims)
+    return bool(message.get("quotes")) and verdict.supported(message) is False
 
 
 class ChatViewWidget(QTextBrowser):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from .answer import evidence as ev
 from .answer.pipeline import Answer, Answerer
 from .answer.retrieval import Retriever, fuse_ranked
 from .config import Settings, resolve_data_dir
@@ -257,6 +258,24 @@ class Engine:
             retriever, name, vector_hits, keyword_hits = ranked[0]
             return retriever.finish(name, vector, vector_hits, keyword_hits, k)
         return fuse_ranked(ranked, vector, k)
+
+    def relevance(self, query: str, hits: Sequence[Hit]) -> list[str]:
+        """The word a source card shows for each hit ("strong", "partial", "weak"): the
+        evidence model on that hit alone, as answers label their sources."""
+        if not hits:
+            return []
+        found = ev.gather(query, hits, self.embedder.embed)
+        return [ev.relevance_label(p, self.settings.answer_min_probability) for p in found.source_probability]
+
+    def check_collections(self, names: Sequence[str]) -> None:
+        """Raise, naming it, when a local collection in `names` does not exist (a search there
+        would find nothing and say so, as if the documents held no answer). Team collections
+        follow their servers' rules: what a role may see is the server's to say."""
+        known = set(self.collections())
+        for name in names:
+            if not name.startswith(TEAM_PREFIX) and name not in known:
+                listed = ", ".join(sorted(known)) or "none yet"
+                raise EnclaveError(f"There is no collection named {name!r} (collections: {listed}).")
 
     def documents(self, collection: str | None = None) -> list[DocumentRow]:
         if collection is not None:

@@ -150,7 +150,8 @@ def run(
                 engine.use_model(also_model)
                 other = _measure(engine, questions, limit, answer, progress, k, answer_tokens, on_record)
                 report["compare"] = {key: other[key] for key in
-                                     ("model", "answers", "refusal", "quote", "claims", "timings", "records")}
+                                     ("model", "answers", "refusal", "quote", "claims", "generation", "timings",
+                                      "records")}
             return report
         finally:
             if own:
@@ -188,6 +189,9 @@ def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=N
                 total_ms=result.timings.get("total_ms"), prompt_tokens=result.timings.get("prompt_tokens"),
                 claims=[{"supported": c["supported"], "score": c["score"]} for c in result.claims],
                 model_refusal_probability=(result.evidence or {}).get("model_refusal_probability"),
+                # tokens the model generated, and why it stopped ("length": the cap, "repeated")
+                tokens=result.timings.get("tokens") or 0,
+                finish=engine.chat_model.last_stats.finish if result.refused_by != "evidence" else None,
             )
             if not q.impossible:
                 record.update(
@@ -252,6 +256,7 @@ def _measure(engine, questions, limit, answer, progress, k=None, answer_tokens=N
 def _answer_figures(records, answerable, unanswerable) -> dict:
     """Answers, refusals (the decision plus the model's own), claims and timings."""
     answered = [r for r in records if not r["refused"]]
+    generated = [r for r in records if r.get("refused_by") != "evidence"]
     claims = [c for r in answered for c in r["claims"]]
     with_claims = [r for r in answered if r["claims"]]
     first = [r["first_token_ms"] for r in answered if r.get("first_token_ms") is not None]
@@ -276,6 +281,12 @@ def _answer_figures(records, answerable, unanswerable) -> dict:
             "answers_without_support": _mean([not any(c["supported"] for c in r["claims"]) for r in with_claims]),
             "supported_answerable": _mean([c["supported"] for r in answered if not r["impossible"] for c in r["claims"]]),
             "supported_unanswerable": _mean([c["supported"] for r in answered if r["impossible"] for c in r["claims"]]),
+        },
+        "generation": {  # the answers the model wrote (evidence refusals call no model)
+            "tokens_mean": _mean([r["tokens"] for r in generated]),
+            "tokens_p50": percentile([r["tokens"] for r in generated], 0.5),
+            "ended_at_cap": _mean([r.get("finish") == "length" for r in generated]),
+            "ended_repeating": _mean([r.get("finish") == "repeated" for r in generated]),
         },
         "timings": {
             "first_token_ms_p50": percentile(first, 0.5),

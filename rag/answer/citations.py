@@ -107,6 +107,83 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return split_spans(text, _SENTENCE_END, 0, len(text))
 
 
+# -- numbers ---------------------------------------------------------------------------
+
+# A number as written: digits with thousands separators or decimals, joined by "/" into one
+# figure ("142/88"), an ordinal or decade suffix; a comparison sign is a token of its own.
+_NUMBER_TOKEN = re.compile(
+    r"[<>\u2264\u2265]|\d[\d,.]*(?:/\d[\d,.]*)*(?:st|nd|rd|th|s)?\b|[^\W\d_]+|[.;!?\n]", re.IGNORECASE)
+# Number words as digits; not "one", which is as often no number ("one of the reasons").
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split()) if w != "_"}
+# Words (or signs) that make the number after them a target or a limit, not a value: "target
+# <130/80 mmHg" does not say that the blood pressure was 130/80.
+_QUALIFIERS = frozenset(
+    "< > \u2264 \u2265 target targets goal goals normal reference range limit limits threshold recommended "
+    "maximum minimum max min ideal".split())
+_QUALIFIER_REACH = 3  # tokens before a number that can qualify it
+
+
+def _figure(token: str) -> str:
+    """One written number in a normal form: "1,000" and "1000", "3.50" and "3.5", "10th" and "10"."""
+    token = re.sub(r"(?:st|nd|rd|th|s)$", "", token.lower()).rstrip(".,")
+    parts = []
+    for part in token.split("/"):
+        part = re.sub(r",(?=\d{3}\b)", "", part)
+        if re.fullmatch(r"\d+", part):
+            part = str(int(part))
+        elif re.fullmatch(r"\d+\.\d+", part):
+            part = part.rstrip("0").rstrip(".")
+        parts.append(part)
+    return "/".join(parts)
+
+
+def stated_numbers(text: str) -> dict[str, bool]:
+    """The numbers `text` states, normalized, each with whether it is stated as a target or a
+    limit ("target <130/80") rather than as a value. Citation marks are not numbers."""
+    tokens = _NUMBER_TOKEN.findall(_CITATION.sub(" ", text))
+    out: dict[str, bool] = {}
+    for i, token in enumerate(tokens):
+        lower = token.lower()
+        if token[0].isdigit():
+            number = _figure(token)
+        elif lower in _NUMBER_WORDS:
+            number = _NUMBER_WORDS[lower]
+        else:
+            continue
+        before = tokens[max(0, i - _QUALIFIER_REACH):i]
+        before = before[max((j + 1 for j, t in enumerate(before) if t in ".;!?\n"), default=0):]  # this sentence
+        qualified = any(t.lower() in _QUALIFIERS for t in before)
+        out[number] = out.get(number, True) and qualified  # stated once as a value: a value
+    return out
+
+
+def numbers_agree(claim: str, passage: str, heading: str = "") -> bool:
+    """Whether every number of `claim` is stated in `passage`, as a value where the claim
+    states a value: "The blood pressure was 130/80" is not supported by a passage that says
+    142/88 and gives 130/80 as the target. `heading`: the line above the passage; a column
+    of a table read by OCR ("Normal Range" over "120/80 mmHg ...") is qualified by it. True
+    for a claim without numbers."""
+    stated = stated_numbers(passage)
+    if heading and len(heading.split()) <= 4 and any(w.lower() in _QUALIFIERS for w in heading.split()):
+        stated = dict.fromkeys(stated, True)
+    # A claim that speaks of a target or a limit anywhere may take one from the passage.
+    speaks_of_limits = any(t.lower() in _QUALIFIERS for t in _NUMBER_TOKEN.findall(claim))
+    for number in stated_numbers(claim):
+        if number not in stated or (stated[number] and not speaks_of_limits):
+            return False
+    return True
+
+
+def line_above(text: str, start: int) -> str:
+    """The last non-blank line of `text` before offset `start`."""
+    for line in reversed(text[:start].splitlines()):
+        if line.strip():
+            return line.strip()
+    return ""
+
+
 def best_support(answer_text: str, source_text: str) -> tuple[int, int, str]:
     """The passage of `source_text` that best supports `answer_text`.
 

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .citations import content_stems, sentence_spans, stem
+from .citations import (
+    STOPWORDS, content_stems, line_above, numbers_agree, sentence_spans, stated_numbers, stem,
+)
 from ..types import Hit
 
 # How many retrieved chunks the evidence reads (the prompt may carry fewer).
@@ -78,8 +80,8 @@ STRONG = 0.70  # a source whose own evidence reaches this is a "strong" match
 # sentence of those sources says the same in other words.
 CLAIM_COVERAGE = 0.6
 CLAIM_SIMILARITY = 0.75
-# Words that answer a yes/no question without carrying content of their own.
-_AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indeed".split())
+# Words that answer a question without carrying content of their own: "Yes.", "The answer is:".
+_AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indeed answer".split())
 _NEGATION = frozenset("not never no none nothing nobody neither nor without cannot".split())
 _TOKEN = re.compile(r"\w+(?:'\w+)?")
 
@@ -120,8 +122,15 @@ class Evidence:
     embed: Callable[[Sequence[str]], np.ndarray] | None = field(default=None, repr=False)
 
     def best(self, n: int = 1) -> list[Sentence]:
-        """The sentences that best answer the question, best first, one per distinct text."""
-        ranked = sorted(self.sentences, key=lambda s: -quote_score(s))
+        """The sentences that best answer the question, best first, one per distinct text.
+
+        Only sentences that say something: a heading, a label, a field name or a title is
+        never a quote, however close to the question its words are ("## Adding documents"
+        for "How do I add documents?"); a fragment without a clause ranks below a sentence
+        that is as close. None when the hits hold nothing but labels."""
+        kinds = {id(s): sentence_kind(s.text) for s in self.sentences}
+        ranked = sorted((s for s in self.sentences if kinds[id(s)] != LABEL),
+                        key=lambda s: -(quote_score(s) - (FRAGMENT_PENALTY if kinds[id(s)] == FRAGMENT else 0.0)))
         out, seen = [], set()
         for s in ranked:
             key = " ".join(s.text.split())
@@ -157,6 +166,50 @@ def quote_score(s: Sentence) -> float:
     # Similarity finds the sentence about the question; coverage prefers the one that
     # restates it, which is where an extractive answer usually sits.
     return s.similarity + 0.5 * s.coverage
+
+
+# What a sentence of the documents is, for the quote: a STATEMENT says something (a clause, or
+# a field with its value: "Blood pressure: 142/88 mmHg"); a FRAGMENT has words but no clause
+# ("Drag files onto the window"); a LABEL only names something: a heading ("## Adding
+# documents"), an all-capitals title ("COMPREHENSIVE MEDICAL REPORT"), a field name alone
+# ("Blood Pressure", "Diagnosis:"), a short phrase in title case.
+STATEMENT, FRAGMENT, LABEL = "statement", "fragment", "label"
+FRAGMENT_PENALTY = 0.1  # a fragment is quoted over a sentence only when clearly closer
+# Words that make a clause: forms of the common verbs and auxiliaries.
+_CLAUSE = frozenset(
+    """is are was were be been being am isn't aren't wasn't weren't has have had hasn't haven't
+    do does did doesn't don't didn't can cannot can't could will won't would shall should may
+    might must need needs needed includes include included contains contain shows show showed
+    says say said means mean meant reads read makes make made gets get got gives give gave takes
+    take took lists list listed uses use used""".split()
+)
+
+
+def sentence_kind(text: str) -> str:
+    """STATEMENT, FRAGMENT or LABEL (see above), from the words and the form of `text`."""
+    plain = " ".join(text.split())
+    if plain.startswith("#") or not re.search(r"[^\W\d_]", plain):
+        return LABEL  # a Markdown heading, or no letter at all
+    words = _TOKEN.findall(plain)
+    letters = [c for c in plain if c.isalpha()]
+    field, _, value = plain.partition(":")
+    if value.strip() and len(field.split()) <= 5 and (re.search(r"\d", value) or len(value.split()) >= 2):
+        return STATEMENT  # a field and its value
+    if plain.endswith(":"):
+        return LABEL  # a field name, or a heading leading into a list
+    if sum(c.isupper() for c in letters) >= 0.8 * len(letters) and len(letters) >= 4:
+        return LABEL  # a title in capitals
+    ends = plain[-1] in ".!?\u201d\"')"
+    clause = any(w.lower() in _CLAUSE for w in words)
+    content = [w for w in words if w.lower() not in STOPWORDS]
+    if not ends and not clause:
+        if len(words) <= 3 and not re.search(r"\d", plain):
+            return LABEL  # "Blood Pressure", "Adding documents"
+        if content and sum(w[0].isupper() for w in content) >= 0.8 * len(content):
+            return LABEL  # "Models and Speed", "Patient Information"
+    if (clause or ends) and len(content) >= 2:
+        return STATEMENT
+    return FRAGMENT
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -243,7 +296,10 @@ def _features(hits: Sequence[Hit], sentences: Sequence[Sentence], terms: set[str
     chunk = max((hits[i].vector_score or 0.0 for i in which), default=0.0)
     tokens = _TOKEN.findall(question)
     # Names and numbers: a capitalized word past the first, or a word starting with a digit.
-    names = {stem(w) for i, w in enumerate(tokens) if (i > 0 and w[0].isupper()) or w[0].isdigit()}
+    # "I" is a name only as a numeral after one ("Alexander I"), not in "How do I ...".
+    names = {stem(w) for i, w in enumerate(tokens)
+             if (i > 0 and w[0].isupper() and (w.split("'")[0] != "I" or tokens[i - 1][0].isupper()))
+             or w[0].isdigit()}
     negated = any(_negation(w) for w in tokens)
     return {
         # A number of the question ("three graphs", "in 1970", "the 10th century") that the
@@ -329,7 +385,8 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
     spans = _answer_sentences(answer)
     if not spans or not sources:
         return []
-    claims_text = [_CITE.sub("", answer[a:b]).strip() for a, b in spans]
+    # A list item's number is no figure of its claim.
+    claims_text = [_LEADING_LIST_MARK.sub("", _CITE.sub("", answer[a:b]).strip()) for a, b in spans]
     per_source: list[np.ndarray | None] = [None] * len(sources)
     claim_vectors = None
     if embed is not None:
@@ -354,10 +411,12 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
         cited = cited_numbers(answer[a:b], len(sources)) or \
             _next_cited(answer, spans, index, len(sources), cited_numbers)
         numbers = cited or list(range(1, len(sources) + 1))
-        words = [w for w in content_stems(text) if w not in _AFFIRMATIONS]
-        # "Yes." says no more than the question it answers: check the question's words.
+        words = [w for w in content_stems(text) if w not in _AFFIRMATIONS and not w[0].isdigit()]
+        # "Yes." or "The answer is: 2" says no more than the question it answers: check the
+        # question's words with it.
         check_text = text if words else f"{question} {text}"
         terms = set(content_stems(check_text)) - _AFFIRMATIONS
+        figures = bool(stated_numbers(text))
         best = None
         for n in numbers:
             cov = coverage(terms, sources[n - 1].text)
@@ -365,6 +424,12 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
             if claim_vectors is not None and per_source[n - 1] is not None:
                 sim = float(np.max(per_source[n - 1] @ claim_vectors[index]))
             ok = bool(terms) and (cov >= CLAIM_COVERAGE or sim >= CLAIM_SIMILARITY)
+            if ok and figures:
+                # A number must be the one the source states where it says what the claim
+                # says: "130/80" is not supported by "142/88 ... target <130/80", nor "2" by
+                # a passage that says 13 (or by a 2 elsewhere in the chunk).
+                start, _, passage = best_support(check_text, sources[n - 1].text)
+                ok = numbers_agree(text, passage, line_above(sources[n - 1].text, start))
             key = (ok, max(cov, sim))
             if best is None or key > best[0]:
                 best = (key, n)
@@ -385,6 +450,10 @@ def _next_cited(answer, spans, index, n_sources, cited_numbers) -> list[int]:
     return []
 
 
+_LIST_MARK = re.compile(r"\s*(?:\d{1,3}[.)]|[-*\u2022])\s*")
+_LEADING_LIST_MARK = re.compile(r"^(?:\d{1,3}[.)]|[-*\u2022])\s+")
+
+
 def _answer_sentences(answer: str) -> list[tuple[int, int]]:
     """Sentences of an answer with their citation markers kept (a marker after the full stop,
     "... Paris. [1]", belongs to the sentence before it)."""
@@ -392,6 +461,8 @@ def _answer_sentences(answer: str) -> list[tuple[int, int]]:
     merged: list[tuple[int, int]] = []
     for a, b in spans:
         piece = answer[a:b]
+        if _LIST_MARK.fullmatch(piece):
+            continue  # a list number standing alone ("2.") claims nothing
         if merged and not _CITE.sub("", piece).strip():
             merged[-1] = (merged[-1][0], b)  # a lone marker joins the sentence before
             continue

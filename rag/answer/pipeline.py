@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from . import evidence as ev
+from . import verdict
 from .citations import best_support, cited_numbers
+from .followups import history_for
 from ..llm import ChatModel
 from .prompting import CANNOT_ANSWER, build_prompt
 from ..types import Hit
@@ -85,6 +87,12 @@ class Answer:
     refused_by: str | None = None  # "evidence" (no model call) or "model"
     claims_checked: bool = False  # False for refusals and stopped answers
 
+    @property
+    def supported(self) -> bool | None:
+        """The one verdict the CLI and the window show (rag/answer/verdict.py)."""
+        return verdict.supported({"refused": self.refused, "claims": self.claims,
+                                  "claims_checked": self.claims_checked})
+
     def to_json(self) -> dict:
         return {
             "answer": self.text,
@@ -98,13 +106,15 @@ class Answer:
             "quotes": self.quotes,
             "claims": self.claims,
             "claims_checked": self.claims_checked,
-            "supported": any(c["supported"] for c in self.claims) if self.claims else None,
+            "supported": self.supported,
             "evidence": self.evidence,
         }
 
 
 def retrieval_query(question: str, history: Sequence[tuple[str, str]]) -> str:
-    """Follow-ups like "and who led it?" carry the previous question's topic into retrieval."""
+    """Follow-ups like "and who led it?" carry the previous question's topic into retrieval; a
+    question that names its own topic is searched alone (rag/answer/followups.py)."""
+    history = history_for(question, history)
     if not history:
         return question
     return f"{history[-1][0]} {question}"
@@ -143,11 +153,16 @@ class Answerer:
         should_stop: Callable[[], bool] | None = None,
     ) -> Iterator[str | Quote | Answer]:
         started = time.perf_counter()
+        # One rule decides whether the conversation takes part: a follow-up ("and who led
+        # it?") is searched with the previous question and answered with the earlier turns;
+        # any other question is answered exactly as in a new conversation.
+        history = history_for(question, history)
         query = retrieval_query(question, history)
         hits = self.search(query, max(k, ev.EVIDENCE_K))
         retrieve_ms = (time.perf_counter() - started) * 1000
-        # "and who led it?" needs the topic from the turn before; a question on a new topic is
-        # judged alone, or the earlier question would drag its evidence down.
+        # A follow-up is judged with the previous question and alone, and the better reading
+        # counts: one that the rule took for a follow-up but that carries its own topic is not
+        # refused for the earlier question's words.
         embed = self.embed if query == question else _remembering(self.embed)
         evidence = ev.gather(query, hits, embed)
         if query != question:
@@ -159,7 +174,7 @@ class Answerer:
         hits = hits[:k]
         timings = {"retrieve_ms": round(retrieve_ms, 1), "evidence_ms": round(evidence_ms, 1),
                    "quote_ms": None, "first_token_ms": None, "total_ms": None, "tokens": 0, "tokens_per_s": None}
-        summary = {"probability": round(evidence.probability, 4),
+        summary = {"probability": round(evidence.probability, 4), "follow_up": bool(history),
                    "features": {name: round(value, 4) for name, value in evidence.features.items()},
                    "min_probability": self.min_probability}
         quotes = [_quote_json(evidence, s, labels) for s in evidence.best(QUOTES)]

@@ -35,10 +35,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in ("search", "ask", "chat"):
+        args.collections_named = args.collection is not None  # checked: an unknown one is an error
         args.collection = args.collection or ["default"]
     logging.basicConfig(level=logging.WARNING, format="enclave: %(message)s")
     if getattr(args, "k", None) is not None and not 1 <= args.k <= 100:
         parser.error("-k must be between 1 and 100")
+    if getattr(args, "question", None) is not None and not args.question.strip():
+        print(f"{parser.prog}: error: the question is empty", file=sys.stderr)  # one line, as usage errors
+        return 2
     try:
         return args.run(args)
     except EnclaveError as exc:

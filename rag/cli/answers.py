@@ -88,7 +88,7 @@ def _process_age_s() -> float | None:
 def _print_sources(answer) -> None:
     print()
     unsupported = [c for c in answer.claims if not c["supported"]]
-    if answer.claims and len(unsupported) == len(answer.claims):
+    if answer.supported is False:  # the verdict the window shows too
         print("(no source supports this answer; what the documents say:)")
         for quote in answer.quotes:
             print(f"    \u201c{' '.join(quote['text'].split())}\u201d \u2014 {_place(quote['source'])}")
@@ -230,6 +230,9 @@ def _print_eval(report: dict, chosen: dict) -> None:
         ("  of which by the model (ans.)", lambda c: c["refusal"]["answerable_refused_by_model"]),
         ("claims supported", lambda c: c["claims"]["supported"]),
         ("answers with no supported claim", lambda c: c["claims"]["answers_without_support"]),
+        ("tokens per answer (mean)", lambda c: c["generation"]["tokens_mean"]),
+        ("answers ended at the token cap", lambda c: c["generation"]["ended_at_cap"]),
+        ("answers ended repeating", lambda c: c["generation"]["ended_repeating"]),
         ("first token p50 ms", lambda c: c["timings"]["first_token_ms_p50"]),
         ("first token p95 ms", lambda c: c["timings"]["first_token_ms_p95"]),
         ("quote shown p50 ms", lambda c: c["timings"]["quote_ms_p50"]),

@@ -31,7 +31,10 @@ def add_collections(p: argparse.ArgumentParser) -> None:
 def open_engine(args):
     from ..engine import Engine  # keeps `enclave-cli --help` instant
 
-    return Engine(args.data_dir)
+    engine = Engine(args.data_dir)
+    if getattr(args, "collections_named", False):
+        engine.check_collections(args.collection)
+    return engine
 
 
 def data_folder(args):

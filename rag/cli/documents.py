@@ -96,13 +96,17 @@ class _progress_bar:
 
 
 def cmd_search(args) -> int:
-    hits = open_engine(args).search(args.question, args.collection, args.k)
-    data = [h.to_json() for h in hits]
+    engine = open_engine(args)
+    hits = engine.search(args.question, args.collection, args.k)
+    labels = engine.relevance(args.question, hits)
+    # The fusion score only orders the hits and means nothing to a reader: people get the
+    # rank and the word the answers' source cards use; --json keeps the score for tools.
+    data = [dict(h.to_json(), rank=n, relevance=label) for n, (h, label) in enumerate(zip(hits, labels), 1)]
     lines = []
-    for n, h in enumerate(hits, 1):
+    for n, (h, label) in enumerate(zip(hits, labels), 1):
         page = (f" p.{h.page}" if h.page else "") + (f" ({h.unit})" if h.unit else "")
         snippet = " ".join(h.text.split())[:160]
-        lines.append(f"[{n}] {h.path}{page}  ({h.score:.4f})\n    {snippet}")
+        lines.append(f"[{n}] {h.path}{page}  ({label} match)\n    {snippet}")
     emit(args, data, "\n".join(lines) or "no results")
     return 0
 

@@ -32,7 +32,9 @@ class StreamStats:
     prompt_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens whose KV cache entries were kept from before
     generated_tokens: int = 0
-    finish: str = ""  # "stop" (end of turn), "length", "cancelled", "refused"
+    # "stop" (end of turn), "length", "cancelled", "refused", "repeated" (the answer began to
+    # repeat itself and was ended before the repeat: rag/llm/repetition.py)
+    finish: str = ""
     # The probability the model gave to opening its answer with the refusal sentence
     # (CANNOT_ANSWER), read from the logits after the prompt; None where the
     # model does not expose them (a model server).

@@ -32,6 +32,7 @@ from rag.errors import ModelError, ModelInvalid
 
 from .base import CANNOT_ANSWER, Message, StreamStats
 from .gguf import WHAT_TO_DO, GGUFInfo, check_gguf
+from .repetition import RepetitionGuard
 
 # Text forms of end-of-turn markers of common chat templates. Generation stops at an
 # end-of-generation *token* first; these catch a marker the model spells out as plain
@@ -389,6 +390,8 @@ class InProcessModel:
         assert cached is not None
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stop_chars, pending, started = self._stop_chars, "", False
+        guard = RepetitionGuard()  # greedy decoding loops: end at the first repeat
+        feed = guard.feed
         generated = 0
         try:
             while True:
@@ -409,12 +412,18 @@ class InProcessModel:
                     if pending or any(c in text for c in stop_chars):
                         text, pending, hit = self._hold_back(pending + text)
                         if hit:
-                            if text:
-                                yield text
-                            stats.finish = "stop"
+                            shown = feed(text) + guard.finish()
+                            if shown:
+                                yield shown
+                            stats.finish = "repeated" if guard.stopped else "stop"
                             return
                     if text:
-                        yield text
+                        shown = feed(text)
+                        if shown:
+                            yield shown
+                        if guard.stopped:
+                            stats.finish = "repeated"
+                            return
                 if generated >= max_tokens and (generated >= limit or not utf8.getstate()[0]):
                     stats.finish = "length"
                     break
@@ -430,6 +439,9 @@ class InProcessModel:
             tail = pending
             if tail and not started:
                 tail = tail.lstrip()
+            tail = feed(tail) + guard.finish()
+            if guard.stopped:
+                stats.finish = "repeated"
             if tail:
                 yield tail
         finally:

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from rag.errors import ModelError
 
 from .base import CANNOT_ANSWER, Message, StreamStats
+from .repetition import RepetitionGuard
 
 CONNECT_TIMEOUT_S = 5.0
 # Role markers and separators a chat template adds around each message, counted generously.
@@ -243,6 +244,7 @@ class RemoteModel:
         reader = threading.Thread(target=self._read_events, args=(body, events, cancelled, refuse_at),
                                   name="model-server-stream", daemon=True)
         stats = self.last_stats = StreamStats()
+        guard = RepetitionGuard()  # a served model loops like a local one: end at the first repeat
         reader.start()
         try:
             while True:
@@ -255,7 +257,12 @@ class RemoteModel:
                     continue
                 if kind == "piece":
                     stats.generated_tokens += 1
-                    yield value
+                    shown = guard.feed(value)
+                    if shown:
+                        yield shown
+                    if guard.stopped:
+                        stats.finish = "repeated"
+                        return  # closing the response ends the server's work
                 elif kind == "lean":
                     stats.refusal_probability = value
                 elif kind == "refuse":
@@ -267,6 +274,11 @@ class RemoteModel:
                     stats.prompt_tokens = value.get("prompt_tokens") or 0
                     if value.get("completion_tokens"):
                         stats.generated_tokens = value["completion_tokens"]
+                    rest = guard.finish()
+                    if guard.stopped:
+                        stats.finish = "repeated"
+                    if rest:
+                        yield rest
                     return
                 else:
                     raise value

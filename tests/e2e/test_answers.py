@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +178,148 @@ def test_the_bundled_model_is_checked_against_its_published_hash(tmp_path, monke
     engine.load_model()
     assert engine.model_sha256() == generation.DEFAULT_MODEL_SHA256
     engine.close()
+
+
+@pytest.fixture(scope="module")
+def cli_data(tmp_path_factory):
+    """A small collection indexed through the CLI, as a person would."""
+    docs = tmp_path_factory.mktemp("cli-docs")
+    (docs / "leave.txt").write_text(
+        "Employees get 28 days of paid annual leave. Unused days expire at the end of March.\n\n"
+        "The office in Lisbon opens at 8 in the morning.\n", encoding="utf-8")
+    data = tmp_path_factory.mktemp("cli-data")
+    proc = _cli("index", str(docs), "--collection", "hr", env_dir=data)
+    assert proc.returncode == 0, proc.stderr
+    return data
+
+
+@pytest.mark.parametrize("command", ["ask", "search"])
+@pytest.mark.parametrize("question", ["", "   "])
+def test_an_empty_question_is_a_usage_error(cli_data, command, question):
+    proc = _cli(command, question, "--collection", "hr", env_dir=cli_data)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["enclave-cli: error: the question is empty"]
+
+
+@pytest.mark.parametrize("command", ["ask", "search"])
+def test_an_unknown_collection_is_named_not_searched(cli_data, command):
+    proc = _cli(command, "How many days of leave do employees get?", "--collection", "nope", env_dir=cli_data)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "'nope'" in lines[0] and "hr" in lines[0], lines
+    assert "Nothing in the index" not in proc.stderr
+
+
+def test_search_shows_a_rank_and_the_relevance_word_and_keeps_the_score_for_json(cli_data):
+    proc = _cli("search", "How many days of paid annual leave?", "--collection", "hr", env_dir=cli_data)
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("[1] ") and first.endswith(("(strong match)", "(partial match)", "(weak match)")), first
+    assert not re.search(r"\d\.\d{3}", proc.stdout), proc.stdout  # no raw fusion score
+    hits = json.loads(_cli("search", "How many days of paid annual leave?", "--collection", "hr", "--json",
+                           env_dir=cli_data).stdout)
+    assert hits[0]["rank"] == 1 and hits[0]["relevance"] in ("strong", "partial", "weak")
+    assert 0 < hits[0]["score"] < 1
+    assert hits[0]["relevance"] in first
+
+
+def _answer_with(claims, refused=False, checked=True):
+    source = {"n": 1, "path": "/docs/report.pdf", "page": 1, "unit": None, "text": "Blood Pressure: 142/88 mmHg.",
+              "relevance": "strong", "support": None, "cited": True}
+    quote = {"text": "Blood Pressure: 142/88 mmHg.", "source": dict(source)}
+    return Answer("What was the blood pressure?", "The blood pressure was 130/80 mmHg [1].", refused, [source], {},
+                  {}, quotes=[quote], claims=claims, claims_checked=checked)
+
+
+def test_the_window_and_the_cli_show_the_engines_one_verdict(capsys):
+    # The window once showed "No source supports this answer" where `ask --json` said a
+    # claim was supported: both must read the claims the engine checked, the same way.
+    import desktop.chat as chat
+    from rag.cli.answers import _print_sources
+
+    claim = {"text": "The blood pressure was 130/80 mmHg.", "sources": [1], "score": 0.9, "start": 0, "end": 38,
+             "support": None}
+    cases = {
+        "supported": _answer_with([dict(claim, supported=True)]),
+        "unsupported": _answer_with([dict(claim, supported=False)]),
+        "nothing but citations": _answer_with([]),
+        "refused": _answer_with([], refused=True, checked=False),
+        "stopped": _answer_with([dict(claim, supported=False)], checked=False),
+    }
+    for name, answer in cases.items():
+        data = answer.to_json()
+        message = {"role": "assistant", "text": data["answer"], "sources": data["sources"], **chat._checked(data)}
+        window_banner = chat.unsupported_everywhere(message)
+        _print_sources(answer)
+        cli_banner = "no source supports this answer" in capsys.readouterr().out
+        assert window_banner == cli_banner == (data["supported"] is False), name
+    from rag.answer import verdict
+
+    assert chat.verdict.supported is verdict.supported  # one function, not two copies
+
+
+# --- the first questions a new user asks, with the bundled model ---------------------------
+
+
+def test_the_welcome_question_gets_a_short_cited_answer_that_does_not_repeat_itself(tmp_path, real_embedder):
+    # The first answer a new user saw: the heading "## Adding documents" as the quote, then
+    # one list item 24 times over, to the 384-token cap, every repeat marked supported.
+    from rag.answer.evidence import STATEMENT, sentence_kind
+    from rag.answer.citations import sentence_spans
+    from rag.llm.repetition import unit_key
+
+    engine = Engine(tmp_path / "data", embedder=real_embedder)
+    try:
+        assert engine.ensure_welcome().indexed == 1
+        pieces, answer = ask(engine, "How do I add documents?", collection="Welcome")
+    finally:
+        engine.close()
+    assert not answer.refused and answer.text
+    assert answer.quote is not None and sentence_kind(answer.quote.text) == STATEMENT, answer.quote.text
+    assert "drag" in answer.quote.text.lower()
+    units = [unit_key(answer.text[a:b]) for a, b in sentence_spans(answer.text)]
+    units = [u for u in units if u]
+    assert len(units) == len(set(units)), answer.text  # no sentence or list item said twice
+    lines = [unit_key(line) for line in answer.text.splitlines() if unit_key(line)]
+    assert len(lines) == len(set(lines)), answer.text
+    assert answer.timings["tokens"] <= 160 and len(answer.text) <= 700, answer.text
+    assert {Path(s["path"]).name for s in answer.sources} == {"enclave-guide.md"}
+    supported = [c for c in answer.claims if c["supported"]]
+    place = {s["n"]: Path(s["path"]).name for s in answer.sources}
+    assert supported and all(place[c["support"]["n"]] == "enclave-guide.md" for c in supported), answer.claims
+    assert re.search(r"drag|add files|add folder", answer.text, re.IGNORECASE), answer.text
+
+
+@pytest.fixture(scope="module")
+def ducks(tmp_path_factory, real_embedder):
+    docs = tmp_path_factory.mktemp("ducks-docs")
+    (docs / "ducks.txt").write_text(
+        "Lake survey.\n\nThe 2021 survey counted 1,204 ducks on the lake. In 2022 the count rose to 1,530 ducks, "
+        "most of them mallards.\n", encoding="utf-8")
+    (docs / "office.txt").write_text(
+        "Office notes.\n\nThe Lisbon office opens at 8 in the morning. Visitors sign in at the front desk.\n",
+        encoding="utf-8")
+    e = Engine(tmp_path_factory.mktemp("ducks-data"), embedder=real_embedder)
+    e.index_all([docs])
+    yield e
+    e.close()
+
+
+def test_a_question_on_a_new_topic_is_answered_as_in_a_new_conversation(ducks):
+    # "What is the CEO's salary?" after a question on duck counts was answered "2022": the
+    # duck question joined the search. In a new conversation it was refused.
+    duck_question = "How many ducks were counted in 2021?"
+    _, first = ask(ducks, duck_question)
+    assert not first.refused
+    history = [(duck_question, first.text)]
+    _, after = ask(ducks, "What is the CEO's salary?", history=history)
+    _, fresh = ask(ducks, "What is the CEO's salary?")
+    assert fresh.refused and after.refused, after.text
+    assert after.refused_by == fresh.refused_by and after.evidence == fresh.evidence
+    assert [s["path"] for s in after.sources] == [s["path"] for s in fresh.sources]
+
+    # A true follow-up still takes its topic from the turn before.
+    _, follow_up = ask(ducks, "And in 2022?", history=history)
+    assert follow_up.evidence["follow_up"] and not follow_up.refused, follow_up.text
+    assert "ducks.txt" in {Path(s["path"]).name for s in follow_up.sources}
+    assert "1,530" in follow_up.quote.text

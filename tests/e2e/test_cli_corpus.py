@@ -98,7 +98,7 @@ def test_search_for_a_phrase_finds_its_file_and_page(pdf_index):
         hits = as_json(cli("search", phrase, "-k", "3", "--json", data_dir=data))
         assert hits, phrase
         assert hits[0]["path"] == str((PDF / rel).resolve()) and hits[0]["page"] == page, (phrase, hits[0])
-        assert set(hits[0]) == {"path", "page", "unit", "chunk_id", "text", "score"}
+        assert set(hits[0]) == {"path", "page", "unit", "chunk_id", "text", "score", "rank", "relevance"}
         assert hits[0]["unit"] is None  # a PDF page is cited by its page alone
 
 

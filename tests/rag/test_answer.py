@@ -3,6 +3,8 @@ cancellation."""
 
 from __future__ import annotations
 
+import pytest
+
 from rag.answer.pipeline import Answer, Answerer, Quote, model_refused, retrieval_query
 from rag.llm import StreamStats
 from rag.types import Hit
@@ -131,18 +133,58 @@ def test_follow_ups_carry_the_previous_question_into_retrieval():
     assert any(m["role"] == "assistant" for m in gen.messages)
 
 
-def test_a_question_on_a_new_topic_is_judged_alone_not_with_the_turn_before():
-    # The earlier question joins retrieval, but its words (and its year) must not make the
-    # evidence refuse a question the documents answer.
+def test_a_question_on_a_new_topic_is_answered_as_in_a_new_conversation():
+    # "What is the CEO's salary?" after a question about duck counts was answered "2022" from
+    # the duck passages: the earlier question joined the search and the prompt.
+    history = [("How many ducks were counted in 2022?", "1,204 ducks [1].")]
+    asked, gen = [], FakeGenerator(["Paris [1]."])
+    answerer = Answerer(lambda q, k: asked.append(q) or hits(), gen, EMBED)
+    _, after = run(answerer, "What is the capital of France?", history=history)
+    alone_gen = FakeGenerator(["Paris [1]."])
+    _, fresh = run(Answerer(lambda q, k: hits(), alone_gen, EMBED), "What is the capital of France?")
+    assert asked == ["What is the capital of France?"]
+    assert gen.messages == alone_gen.messages  # no earlier turn in the prompt
+    assert after.evidence == fresh.evidence and not after.evidence["follow_up"]
+
+
+def test_a_follow_up_that_carries_its_own_topic_is_judged_alone_too():
+    # The rule takes "and ..." for a follow-up, so the earlier question joins the search, but
+    # its words (and its year) must not make the evidence refuse what the documents answer.
     gen = FakeGenerator(["Paris [1]."])
     history = [("How many days of paid annual leave do employees get in 2024?", "28 days [1].")]
     batches = []
     answerer = Answerer(lambda q, k: hits(), gen, lambda texts: batches.append(list(texts)) or EMBED(texts))
-    _, final = run(answerer, "What is the capital of France?", history=history)
-    assert not final.refused and gen.calls == 1
+    _, final = run(answerer, "And what is the capital of France?", history=history)
+    assert not final.refused and gen.calls == 1 and final.evidence["follow_up"]
     assert final.evidence["probability"] > 0.5
     # the second reading of the evidence embeds the question alone, not the sentences again
-    assert batches[1] == ["What is the capital of France?"]
+    assert batches[1] == ["And what is the capital of France?"]
+
+
+@pytest.mark.parametrize("question", [
+    "and in 2022?", "And who approved it?", "What about Oslo?", "how about the other office?", "Why?",
+    "In 2022?", "How much?", "Who approved it?", "When was he born?", "What did they decide about leave?",
+    "Why is that?", "What does that mean for the budget?", "Can you elaborate?", "What did you mean by quorum?",
+    "Is the latter cheaper?", "Salary?",
+])
+def test_questions_that_lean_on_the_turn_before(question):
+    from rag.answer.followups import needs_history
+
+    assert needs_history(question)
+
+
+@pytest.mark.parametrize("question", [
+    "What is the CEO's salary?", "How do I add documents?", "How many ducks were counted in 2022?",
+    "What did the company say about its profits?", "Where is Acme based and who founded it?",
+    "Is it possible to add a scanned PDF?", "How long does it take to index a folder?",
+    "What does this policy say about parental leave?", "Which file lists the offices that closed?",
+    "Who founded Acme?", "Can you tell me the notice period?", "What is the blood pressure of the patient?",
+])
+def test_questions_that_stand_alone(question):
+    from rag.answer.followups import needs_history
+
+    assert not needs_history(question)
+    assert retrieval_query(question, [("How many ducks were counted?", "12 [1].")]) == question
 
 
 def test_a_source_the_answer_shares_no_word_with_has_no_passage_to_highlight():
@@ -231,3 +273,92 @@ def test_sources_carry_a_relevance_label_and_the_prompt_carries_excerpts():
     gen = FakeGenerator(["Paris [1]."])
     run(answerer_for(gen, found, excerpts=False))
     assert gen.messages[-1]["content"].count("Filler sentence") == 24
+
+
+# --- the quote is a sentence that says something ------------------------------------------
+
+GUIDE = ("## Adding documents\n\nTo add documents, drag files or whole folders onto the window, or use the Add "
+         "files and Add folder buttons. A folder you add is watched for changes.\n\n## Collections\n\n"
+         "Documents belong to collections.")
+REPORT = ("COMPREHENSIVE MEDICAL REPORT\n\nVital Signs\n\nBlood Pressure\n\nHeart Rate: 78 bpm\n\n"
+          "The patient's blood pressure was 142/88 mmHg at the visit, above the target of 130/80 mmHg.")
+
+
+@pytest.mark.parametrize("text, question, label", [
+    (GUIDE, "How do I add documents?", "## Adding documents"),
+    (REPORT, "What was the blood pressure?", "Blood Pressure"),
+    (REPORT, "What kind of medical report is this?", "COMPREHENSIVE MEDICAL REPORT"),
+])
+def test_the_quote_is_never_a_heading_a_label_or_a_title(text, question, label):
+    from rag.answer import evidence as ev
+
+    found = [Hit("g-1", "/docs/guide.md", None, text, 0.03, 0.8, 4.0)]
+    quotes = ev.gather(question, found, EMBED).best(3)
+    assert quotes and label not in [q.text for q in quotes]
+    assert all(ev.sentence_kind(q.text) != ev.LABEL for q in quotes)
+    gen = FakeGenerator(["ok [1]."])
+    _, answer = run(answerer_for(gen, lambda: found), question)
+    assert answer.quote.text != label and answer.quote.text.endswith(".")
+
+
+@pytest.mark.parametrize("text, kind", [
+    ("## Adding documents", "label"), ("Blood Pressure", "label"), ("COMPREHENSIVE MEDICAL REPORT", "label"),
+    ("Diagnosis:", "label"), ("Patient Information", "label"), ("ELEVATED", "label"),
+    ("Blood Pressure: 142/88 mmHg", "statement"), ("Beautiful is better than ugly.", "statement"),
+    ("Drag files or whole folders onto the window, or use the Add files button.", "statement"),
+    ("Drag files onto the window", "fragment"),
+])
+def test_sentences_are_told_from_labels(text, kind):
+    from rag.answer import evidence as ev
+
+    assert ev.sentence_kind(text) == kind
+
+
+def test_hits_holding_only_labels_give_no_quote():
+    from rag.answer import evidence as ev
+
+    found = [Hit("r-1", "/docs/r.pdf", 1, "COMPREHENSIVE MEDICAL REPORT\n\nBlood Pressure", 0.03, 0.8, 4.0)]
+    assert ev.gather("What was the blood pressure?", found, EMBED).best(3) == []
+
+
+# --- numbers in claims -----------------------------------------------------------------------
+
+# How OCR reads the scanned medical report of the test corpus (MEDRPT-2024-PAT-3847): the vital
+# signs table column by column, and the target on page 3.
+REPORT_PAGE_1 = ("COMPREHENSIVE MEDICAL REPORT\n\nVITAL SIGNS\n\nMeasurement\n\nBlood Pressure\nHeart Rate\n"
+                 "Temperature\n\nValue\n\n142/88 mmHg\n78 bpm\n98.6°F\n\nNormal Range\n\n120/80 mmHg\n"
+                 "60-100 bpm\n97.8-99.1°F\n\nStatus\n\nELEVATED\nNORMAL\nNORMAL\n\nCHIEF COMPLAINT\n\n"
+                 "Patient presents with persistent headaches. Blood pressure slightly elevated today.")
+REPORT_PAGE_3 = ("TREATMENT PLAN\n\n2. HYPERTENSION:\n- Increase Lisinopril from 10mg to 20mg once daily\n"
+                 "- Home blood pressure monitoring twice daily\n- Target BP: <130/80 mmHg\n"
+                 "- Dietary sodium restriction (<2300mg/day)")
+README_LINE = ("Every answer cites its sources. Exit code 2 means a usage error. Enclave reads 13 file formats, "
+               "from PDF to Outlook mail.")
+BP = "What was the patient's blood pressure?"
+
+
+@pytest.mark.parametrize("texts, question, answer, supported", [
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 130/80 mmHg [2].", False),  # the target
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 130/80 mmHg [1].", False),
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 140/80 mmHg [1].", False),
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 120/80 mmHg [1].", False),  # normal range
+    ([REPORT_PAGE_1, REPORT_PAGE_3], BP, "The patient's blood pressure was 142/88 mmHg [1].", True),
+    ([README_LINE], "How many file formats does Enclave read?", "The answer is: 2 [1].", False),
+    ([README_LINE], "How many file formats does Enclave read?", "The answer is: 13 [1].", True),
+])
+def test_a_claim_with_a_number_is_supported_only_by_a_passage_stating_that_number(texts, question, answer,
+                                                                                  supported):
+    found = lambda: [Hit(f"m-{i}", "/docs/report.pdf", 2 * i + 1, text, 0.03, 0.8, 4.0)  # noqa: E731
+                     for i, text in enumerate(texts)]
+    _, final = run(answerer_for(FakeGenerator([answer]), found, min_probability=0.0), question)
+    assert final.claims_checked and [c["supported"] for c in final.claims] == [supported], final.claims
+    assert final.supported is supported and final.to_json()["supported"] is supported
+
+
+def test_a_list_number_is_no_claim_and_no_figure_of_its_item():
+    text = "To add documents:\n\n1. Drag files onto the window [1].\n2) Use the Add files button [1]."
+    found = lambda: [Hit("g-1", "/docs/guide.md", None, GUIDE, 0.03, 0.8, 4.0)]  # noqa: E731
+    _, final = run(answerer_for(FakeGenerator([text]), found, min_probability=0.0), "How do I add documents?")
+    assert [c["text"] for c in final.claims] == ["To add documents:", "Drag files onto the window.",
+                                                 "Use the Add files button."]
+    assert all(c["supported"] for c in final.claims[1:]), final.claims

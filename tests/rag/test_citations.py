@@ -101,3 +101,40 @@ def test_best_support_ignores_citation_markers_in_the_answer():
     # "[2]" must not make a sentence containing "2" win.
     source = "Section 2 covers fees. The warranty lasts three years."
     assert "warranty" in best_support("The warranty lasts three years [2].", source)[2]
+
+
+# -- numbers in claims ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("claim", "passage", "agree"), [
+    ("About 1000 people came.", "About 1,000 people came.", True),
+    ("It cost 3.50 euros.", "It cost 3.5 euros.", True),
+    ("It was in the 10th century.", "In the tenth century, 10th-century records...", True),
+    ("Two engineers founded it.", "It was founded by 2 engineers.", True),
+    ("The pressure was 142/88 mmHg.", "Blood Pressure: 142/88 mmHg (elevated).", True),
+    # 142/88 is one figure: its halves, or another pair, are not it
+    ("The pressure was 142 mmHg.", "Blood Pressure: 142/88 mmHg.", False),
+    ("The pressure was 142/88 mmHg.", "Blood Pressure: 142/90 mmHg.", False),
+    # a target or a limit is no measured value...
+    ("The blood pressure was 130/80 mmHg.", "Blood Pressure: 142/88 mmHg. Target blood pressure: <130/80 mmHg.",
+     False),
+    # ...unless the claim speaks of the target too
+    ("The target blood pressure is 130/80 mmHg.", "Target blood pressure: <130/80 mmHg.", True),
+    ("The answer is: 2", "Enclave reads 13 file formats.", False),
+    ("No figure here.", "Enclave reads 13 file formats.", True),
+    ("Revenue was 4.2 million [1].", "Revenue grew to 4.2 million dollars.", True),  # [1] is no number
+])
+def test_the_numbers_of_a_claim_must_be_stated_as_values_in_its_passage(claim, passage, agree):
+    from rag.answer.citations import numbers_agree
+
+    assert numbers_agree(claim, passage) is agree
+
+
+def test_a_column_read_under_a_range_heading_states_no_values():
+    from rag.answer.citations import line_above, numbers_agree
+
+    page = "Value\n\n142/88 mmHg\n78 bpm\n\nNormal Range\n\n120/80 mmHg\n60-100 bpm"
+    column = page.index("120/80")
+    assert line_above(page, column) == "Normal Range"
+    assert not numbers_agree("The blood pressure was 120/80 mmHg.", "120/80 mmHg\n60-100 bpm", "Normal Range")
+    assert numbers_agree("The blood pressure was 142/88 mmHg.", "142/88 mmHg\n78 bpm", "Value")

@@ -5,7 +5,9 @@ chunking of tables. No models here: OCR has its own tests (test_ocr.py)."""
 from __future__ import annotations
 
 import io
+import re
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -226,3 +228,14 @@ def test_images_need_ocr(tmp_path):
     fake.write_bytes(b"not an image at all")
     with pytest.raises(FileUnreadable, match="not a readable image"):
         load(fake)
+
+
+def test_the_welcome_guide_names_every_format_enclave_reads_and_the_card_words():
+    # It once said Enclave read only PDF, Word, HTML, Markdown and text, and that cards showed a score.
+    from rag.ingest.loaders.registry import FORMATS
+
+    guide = (Path(__file__).resolve().parents[2] / "assets" / "welcome" / "enclave-guide.md").read_text("utf-8")
+    words = set(re.findall(r"[a-z0-9]+", guide.lower()))
+    for fmt in FORMATS:
+        assert any(suffix[1:] in words for suffix in fmt.suffixes), fmt.name
+    assert "strong, partial or weak match" in guide and "a score" not in guide

@@ -125,11 +125,27 @@ def test_a_stream_arrives_piece_by_piece_with_the_server_model_and_figures(fake)
     script, url = fake
     model = RemoteModel(url)
     pieces = list(model.stream(MESSAGES, 64, temperature=0.0))
-    assert pieces == ["Hello", ",", " world", "."]  # leading space of the first piece dropped
+    # Leading space of the first piece dropped; a word is shown once it is whole (the
+    # repetition guard holds a word that may still be the start of a repeat).
+    assert "".join(pieces) == "Hello, world." and pieces[0] == "Hello"
     assert (model.last_stats.finish, model.last_stats.prompt_tokens, model.last_stats.generated_tokens) == ("stop", 17, 4)
     chat = [body for method, path, body, _ in script.requests if path == "/v1/chat/completions"][0]
     assert chat["stream"] is True and chat["max_tokens"] == 64 and chat["model"] == "served.gguf"
     assert chat["messages"] == MESSAGES
+
+
+LOOP = [" You", " can", " add", " files", "."] + [" You", " can", " add", " files", " [1]."] * 60
+
+
+@pytest.mark.parametrize("fake", [{"pieces": LOOP, "delay": 0.005}], indirect=True)
+def test_a_served_answer_that_repeats_itself_ends_before_the_repeat(fake):
+    script, url = fake
+    model = RemoteModel(url)
+    started = time.monotonic()
+    pieces = list(model.stream(MESSAGES, 512, temperature=0.0))
+    assert "".join(pieces) == "You can add files."
+    assert model.last_stats.finish == "repeated"
+    assert time.monotonic() - started < 1.0  # 300 pieces at 5 ms would take 1.5 s
 
 
 @pytest.mark.parametrize("fake", [{"pieces": [f" w{i}" for i in range(200)], "delay": 0.05}], indirect=True)
@@ -152,7 +168,7 @@ def test_an_error_inside_the_stream_is_a_model_error(fake):
     with pytest.raises(ModelError, match="failed while answering: out of memory"):
         for piece in model.stream(MESSAGES, 64):
             got.append(piece)
-    assert got == ["Hello", ","]
+    assert got == ["Hello"]  # what came before the error ("," waits for the word it leads on to)
 
 
 @pytest.mark.parametrize("fake", [{"llama_server": False}], indirect=True)
@@ -181,12 +197,12 @@ def test_refuse_at_reads_the_first_tokens_log_probabilities_in_one_request(fake)
     probe = [body for _, path, body, _ in script.requests if path == "/v1/chat/completions"]
     assert len(probe) == 1 and probe[0]["stream"] is False and probe[0]["max_tokens"] == 1
     assert probe[0]["top_logprobs"] == 20 and probe[0]["messages"] == MESSAGES
-    assert list(model.stream(MESSAGES, 64, refuse_at=0.4)) == ["Hello", ",", " world", "."]
+    assert "".join(model.stream(MESSAGES, 64, refuse_at=0.4)) == "Hello, world."
     assert model.last_stats.refusal_probability == pytest.approx(0.35)
 
 
 def test_a_server_without_log_probabilities_answers_as_without_refuse_at(fake):
     script, url = fake
     model = RemoteModel(url)
-    assert list(model.stream(MESSAGES, 64, refuse_at=0.01)) == ["Hello", ",", " world", "."]
+    assert "".join(model.stream(MESSAGES, 64, refuse_at=0.01)) == "Hello, world."
     assert model.last_stats.refusal_probability is None and model.last_stats.finish == "stop"
