@@ -9,7 +9,7 @@ file (written on the first run), and the features are recomputed from it by the 
 rag/answer/evidence.py as it is now: change or add a feature there and refit in seconds.
 
 Indexes the articles through the normal pipeline (as `enclave-cli eval` does), reads the
-evidence of every question with `rag.evidence.gather` over the first EVIDENCE_K chunks,
+evidence of every question with `rag.answer.evidence.gather` over the first EVIDENCE_K chunks,
 fits a logistic regression (plain numpy, Newton's method, a little L2, deterministic) of
 "the question is answerable" on the FEATURES, and prints the coefficients to paste into
 rag/answer/evidence.py, the probability cut that refuses at most 10% of answerable questions, the

@@ -1,6 +1,6 @@
 """Answer generation speed: Enclave's lean stream vs llama-cpp-python's streaming chat.
 
-Runs N short grounded prompts (built by rag.prompting from a few made-up sources) through
+Runs N short grounded prompts (built by rag.answer.prompting from a few made-up sources) through
 both paths of one loaded model, side by side, and prints JSON with medians:
 
 * time to first token (s), with an empty KV cache for both paths (cold), and for the lean

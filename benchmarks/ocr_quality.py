@@ -1,6 +1,6 @@
 """OCR quality and speed over ../shared/corpus/scanned, against its ground truth.
 
-Each scan is read by the same loader the reader processes use (rag.loaders.load, OCR on),
+Each scan is read by the same loader the reader processes use (rag.ingest.loaders.load, OCR on),
 in a fresh process of its own so its peak memory is its own. Prints JSON (and writes it
 with --out): per file the pages, seconds per page, the character error rate against
 NAME.gt.txt where there is one (edit distance / ground-truth characters, whitespace

@@ -66,7 +66,7 @@ def test_the_whole_flow_sends_nothing_off_the_machine_even_from_native_code(tmp_
     started = native.programs(trace)
     assert any(Path(argv[0]).name == "enclave-cli" for argv in started), started
     modules = {argv[2] for argv in started if argv[1:2] == ["-m"]}
-    assert {"rag.parsing", "rag.llm.host", "desktop.engine_host"} <= modules, modules
+    assert {"rag.ingest.parsing", "rag.llm.host", "desktop.engine_host"} <= modules, modules
 
     # The flow did what it says, so a quiet trace means something.
     flow = json.loads((work / "flow.json").read_text())

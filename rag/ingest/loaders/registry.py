@@ -20,7 +20,7 @@ class Format:
     name: str                    # what the person reads in the file dialog
     suffixes: tuple[str, ...]    # lower case, with the dot
     mime_types: tuple[str, ...]
-    loader: str                  # "module:function" inside rag.loaders
+    loader: str                  # "module:function" inside rag.ingest.loaders
     view: str = "text"           # how the source viewer shows it: "pdf", "image" or "text"
 
 
