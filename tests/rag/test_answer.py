@@ -362,3 +362,11 @@ def test_a_list_number_is_no_claim_and_no_figure_of_its_item():
     assert [c["text"] for c in final.claims] == ["To add documents:", "Drag files onto the window.",
                                                  "Use the Add files button."]
     assert all(c["supported"] for c in final.claims[1:]), final.claims
+
+
+def test_an_announcement_with_nothing_after_it_is_no_claim():
+    # "The answer is:" was checked as the question it answers, and so found supported.
+    _, final = run(answerer_for(FakeGenerator(["The answer is:\n\nParis is the capital of France [1]."])))
+    assert [c["text"] for c in final.claims] == ["Paris is the capital of France."]
+    _, final = run(answerer_for(FakeGenerator(["The answer is"])))
+    assert final.claims_checked and final.claims == [] and final.supported is False
