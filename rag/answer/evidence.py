@@ -190,15 +190,17 @@ _CLAUSE = frozenset(
 def sentence_kind(text: str) -> str:
     """STATEMENT, FRAGMENT or LABEL (see above), from the words and the form of `text`."""
     plain = " ".join(text.split())
-    if plain.startswith("#") or not re.search(r"[^\W\d_]", plain):
-        return LABEL  # a Markdown heading, or no letter at all
+    if re.match(r"#{1,6}\s", plain) or not re.search(r"[^\W\d_]", plain):
+        return LABEL  # a Markdown heading ("#P is a class" is none), or no letter at all
     words = _TOKEN.findall(plain)
     letters = [c for c in plain if c.isalpha()]
     field, _, value = plain.partition(":")
     if value.strip() and len(field.split()) <= 5 and (re.search(r"\d", value) or len(value.split()) >= 2):
         return STATEMENT  # a field and its value
     if plain.endswith(":"):
-        return LABEL  # a field name, or a heading leading into a list
+        # A field name or a heading over a list; a longer line leading into one ("a class
+        # has a definition like the following:") says little until what follows it.
+        return LABEL if len(words) <= 4 else FRAGMENT
     if sum(c.isupper() for c in letters) >= 0.8 * len(letters) and len(letters) >= 4:
         return LABEL  # a title in capitals
     ends = plain[-1] in ".!?\u201d\"')"

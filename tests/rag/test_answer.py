@@ -307,6 +307,8 @@ def test_the_quote_is_never_a_heading_a_label_or_a_title(text, question, label):
     ("Blood Pressure: 142/88 mmHg", "statement"), ("Beautiful is better than ugly.", "statement"),
     ("Drag files or whole folders onto the window, or use the Add files button.", "statement"),
     ("Drag files onto the window", "fragment"),
+    ("#P is an important complexity class of counting problems.", "statement"),
+    ("Thus, a typical complexity class has a definition like the following:", "fragment"),
 ])
 def test_sentences_are_told_from_labels(text, kind):
     from rag.answer import evidence as ev
