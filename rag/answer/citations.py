@@ -110,9 +110,11 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
 # -- numbers ---------------------------------------------------------------------------
 
 # A number as written: digits with thousands separators or decimals, joined by "/" into one
-# figure ("142/88"), an ordinal or decade suffix; a comparison sign is a token of its own.
+# figure ("142/88"), an ordinal or decade suffix, a unit written on ("20mg" is 20); a
+# comparison sign is a token of its own.
 _NUMBER_TOKEN = re.compile(
-    r"[<>\u2264\u2265]|\d[\d,.]*(?:/\d[\d,.]*)*(?:st|nd|rd|th|s)?\b|[^\W\d_]+|[.;!?\n]", re.IGNORECASE)
+    r"[<>\u2264\u2265]|\d[\d,.]*(?:/\d[\d,.]*)*(?:(?:st|nd|rd|th|s)(?![^\W\d_]))?|[^\W\d_]+|[.;!?\n]",
+    re.IGNORECASE)
 # Number words as digits; not "one", which is as often no number ("one of the reasons").
 _NUMBER_WORDS = {w: str(i) for i, w in enumerate(
     "zero _ two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "

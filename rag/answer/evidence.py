@@ -80,8 +80,10 @@ STRONG = 0.70  # a source whose own evidence reaches this is a "strong" match
 # sentence of those sources says the same in other words.
 CLAIM_COVERAGE = 0.6
 CLAIM_SIMILARITY = 0.75
-# Words that answer a question without carrying content of their own: "Yes.", "The answer is:".
-_AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indeed answer".split())
+# Words that answer a yes/no question without carrying content of their own.
+_AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indeed".split())
+# Words that only announce an answer: "The answer is: 2" says no more than "2".
+_ANNOUNCING = frozenset(["answer"])
 _NEGATION = frozenset("not never no none nothing nobody neither nor without cannot".split())
 _TOKEN = re.compile(r"\w+(?:'\w+)?")
 
@@ -188,15 +190,17 @@ _CLAUSE = frozenset(
 def sentence_kind(text: str) -> str:
     """STATEMENT, FRAGMENT or LABEL (see above), from the words and the form of `text`."""
     plain = " ".join(text.split())
-    if plain.startswith("#") or not re.search(r"[^\W\d_]", plain):
-        return LABEL  # a Markdown heading, or no letter at all
+    if re.match(r"#{1,6}\s", plain) or not re.search(r"[^\W\d_]", plain):
+        return LABEL  # a Markdown heading ("#P is a class" is none), or no letter at all
     words = _TOKEN.findall(plain)
     letters = [c for c in plain if c.isalpha()]
     field, _, value = plain.partition(":")
     if value.strip() and len(field.split()) <= 5 and (re.search(r"\d", value) or len(value.split()) >= 2):
         return STATEMENT  # a field and its value
     if plain.endswith(":"):
-        return LABEL  # a field name, or a heading leading into a list
+        # A field name or a heading over a list; a longer line leading into one ("a class
+        # has a definition like the following:") says little until what follows it.
+        return LABEL if len(words) <= 4 else FRAGMENT
     if sum(c.isupper() for c in letters) >= 0.8 * len(letters) and len(letters) >= 4:
         return LABEL  # a title in capitals
     ends = plain[-1] in ".!?\u201d\"')"
@@ -383,10 +387,13 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
     question, whose hits begin with `sources`), the sources' sentence vectors are reused and
     only the claims are embedded."""
     spans = _answer_sentences(answer)
-    if not spans or not sources:
-        return []
     # A list item's number is no figure of its claim.
     claims_text = [_LEADING_LIST_MARK.sub("", _CITE.sub("", answer[a:b]).strip()) for a, b in spans]
+    # "The answer is:" with nothing after it claims nothing ("Yes." and "2." do).
+    kept = [i for i, text in enumerate(claims_text) if set(content_stems(text)) - _ANNOUNCING]
+    spans, claims_text = [spans[i] for i in kept], [claims_text[i] for i in kept]
+    if not spans or not sources:
+        return []
     per_source: list[np.ndarray | None] = [None] * len(sources)
     claim_vectors = None
     if embed is not None:
@@ -411,11 +418,11 @@ def check_claims(answer: str, question: str, sources: Sequence[Hit],
         cited = cited_numbers(answer[a:b], len(sources)) or \
             _next_cited(answer, spans, index, len(sources), cited_numbers)
         numbers = cited or list(range(1, len(sources) + 1))
-        words = [w for w in content_stems(text) if w not in _AFFIRMATIONS and not w[0].isdigit()]
+        words = [w for w in content_stems(text) if w not in _AFFIRMATIONS | _ANNOUNCING and not w[0].isdigit()]
         # "Yes." or "The answer is: 2" says no more than the question it answers: check the
         # question's words with it.
         check_text = text if words else f"{question} {text}"
-        terms = set(content_stems(check_text)) - _AFFIRMATIONS
+        terms = set(content_stems(check_text)) - _AFFIRMATIONS - _ANNOUNCING
         figures = bool(stated_numbers(text))
         best = None
         for n in numbers:

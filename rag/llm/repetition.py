@@ -14,7 +14,8 @@ Every streaming loop (`rag.llm.llama`, `rag.llm.remote`) passes its text through
 
 Text that may be the start of a repeat is held back until it is known not to be, so what the
 guard lets through never ends with part of a repeat, and a loop costs no more than the words
-it takes to recognise it. Plain Python, a few microseconds a token.
+it takes to recognise it. Plain Python: about 15 µs a token on the 2-core development machine
+under load, beside the 2 to 20 µs of the streaming loop itself.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ MIN_UNIT_WORDS = 3  # a unit this long said twice is a loop ("Yes. Yes." is not 
 MIN_CLAUSE_WORDS = 6  # a unit this long that an earlier one holds whole is a loop too
 MIN_RUN_WORDS = 8  # a run of at least this many words repeating the words before them
 MAX_PERIOD = 48  # the longest repeated run (in words) looked for
+_RUN_NEEDED = [max(period, MIN_RUN_WORDS) for period in range(MAX_PERIOD + 1)]  # one whole copy at least
 
 # A line break ends a unit; so does a sentence's end once the next sentence begins (citation
 # marks after the full stop stay with the sentence they follow).
@@ -156,10 +158,14 @@ class RepetitionGuard:
             self._word_starts.append(match.start())
             self._word_ends.append(match.end())
             n = len(words) - 1
+            word = words[n]
             for period in range(1, min(MAX_PERIOD, n) + 1):
-                runs[period] = runs[period] + 1 if words[n] == words[n - period] else 0
-                if runs[period] >= max(period, MIN_RUN_WORDS):
-                    return self._run_cut(period, runs[period])
+                if word == words[n - period]:
+                    runs[period] += 1
+                    if runs[period] >= _RUN_NEEDED[period]:
+                        return self._run_cut(period, runs[period])
+                else:
+                    runs[period] = 0
         return None
 
     def _run_cut(self, period: int, run: int) -> int:

@@ -264,10 +264,6 @@ def test_the_window_and_the_cli_show_the_engines_one_verdict(capsys):
 def test_the_welcome_question_gets_a_short_cited_answer_that_does_not_repeat_itself(tmp_path, real_embedder):
     # The first answer a new user saw: the heading "## Adding documents" as the quote, then
     # one list item 24 times over, to the 384-token cap, every repeat marked supported.
-    from rag.answer.evidence import STATEMENT, sentence_kind
-    from rag.answer.citations import sentence_spans
-    from rag.llm.repetition import unit_key
-
     engine = Engine(tmp_path / "data", embedder=real_embedder)
     try:
         assert engine.ensure_welcome().indexed == 1
@@ -275,14 +271,18 @@ def test_the_welcome_question_gets_a_short_cited_answer_that_does_not_repeat_its
     finally:
         engine.close()
     assert not answer.refused and answer.text
+
+    def said(text: str) -> list[str]:  # its words, without list numbers, bullets and citations
+        text = re.sub(r"\[\d+(?:,\s*\d+)*\]|^\s*(?:\d+[.)]|[-*#]+)\s*", " ", text)
+        return [" ".join(re.findall(r"\w+", text.lower()))] if re.search(r"\w", text) else []
+
+    sentences = [w for piece in re.split(r"(?<=[.!?])\s+|\n+", answer.text) for w in said(piece)]
+    assert len(sentences) == len(set(sentences)), answer.text  # no sentence or list item said twice
+    assert answer.timings["tokens"] <= 160 and len(answer.text) <= 700, answer.text
+    from rag.answer.evidence import STATEMENT, sentence_kind
+
     assert answer.quote is not None and sentence_kind(answer.quote.text) == STATEMENT, answer.quote.text
     assert "drag" in answer.quote.text.lower()
-    units = [unit_key(answer.text[a:b]) for a, b in sentence_spans(answer.text)]
-    units = [u for u in units if u]
-    assert len(units) == len(set(units)), answer.text  # no sentence or list item said twice
-    lines = [unit_key(line) for line in answer.text.splitlines() if unit_key(line)]
-    assert len(lines) == len(set(lines)), answer.text
-    assert answer.timings["tokens"] <= 160 and len(answer.text) <= 700, answer.text
     assert {Path(s["path"]).name for s in answer.sources} == {"enclave-guide.md"}
     supported = [c for c in answer.claims if c["supported"]]
     place = {s["n"]: Path(s["path"]).name for s in answer.sources}
@@ -294,8 +294,9 @@ def test_the_welcome_question_gets_a_short_cited_answer_that_does_not_repeat_its
 def ducks(tmp_path_factory, real_embedder):
     docs = tmp_path_factory.mktemp("ducks-docs")
     (docs / "ducks.txt").write_text(
-        "Lake survey.\n\nThe 2021 survey counted 1,204 ducks on the lake. In 2022 the count rose to 1,530 ducks, "
-        "most of them mallards.\n", encoding="utf-8")
+        "Lake survey 2022.\n\nThe annual survey counts the ducks on the lake every spring. The 2021 survey counted "
+        "1,204 ducks. In 2022 the count rose to 1,530 ducks, most of them mallards. The survey is paid for by the "
+        "town council.\n", encoding="utf-8")
     (docs / "office.txt").write_text(
         "Office notes.\n\nThe Lisbon office opens at 8 in the morning. Visitors sign in at the front desk.\n",
         encoding="utf-8")
@@ -308,7 +309,7 @@ def ducks(tmp_path_factory, real_embedder):
 def test_a_question_on_a_new_topic_is_answered_as_in_a_new_conversation(ducks):
     # "What is the CEO's salary?" after a question on duck counts was answered "2022": the
     # duck question joined the search. In a new conversation it was refused.
-    duck_question = "How many ducks were counted in 2021?"
+    duck_question = "How many ducks did the 2022 survey count?"
     _, first = ask(ducks, duck_question)
     assert not first.refused
     history = [(duck_question, first.text)]
@@ -319,7 +320,7 @@ def test_a_question_on_a_new_topic_is_answered_as_in_a_new_conversation(ducks):
     assert [s["path"] for s in after.sources] == [s["path"] for s in fresh.sources]
 
     # A true follow-up still takes its topic from the turn before.
-    _, follow_up = ask(ducks, "And in 2022?", history=history)
+    _, follow_up = ask(ducks, "And in 2021?", history=history)
     assert follow_up.evidence["follow_up"] and not follow_up.refused, follow_up.text
     assert "ducks.txt" in {Path(s["path"]).name for s in follow_up.sources}
-    assert "1,530" in follow_up.quote.text
+    assert "1,204" in follow_up.quote.text

@@ -307,6 +307,8 @@ def test_the_quote_is_never_a_heading_a_label_or_a_title(text, question, label):
     ("Blood Pressure: 142/88 mmHg", "statement"), ("Beautiful is better than ugly.", "statement"),
     ("Drag files or whole folders onto the window, or use the Add files button.", "statement"),
     ("Drag files onto the window", "fragment"),
+    ("#P is an important complexity class of counting problems.", "statement"),
+    ("Thus, a typical complexity class has a definition like the following:", "fragment"),
 ])
 def test_sentences_are_told_from_labels(text, kind):
     from rag.answer import evidence as ev
@@ -362,3 +364,11 @@ def test_a_list_number_is_no_claim_and_no_figure_of_its_item():
     assert [c["text"] for c in final.claims] == ["To add documents:", "Drag files onto the window.",
                                                  "Use the Add files button."]
     assert all(c["supported"] for c in final.claims[1:]), final.claims
+
+
+def test_an_announcement_with_nothing_after_it_is_no_claim():
+    # "The answer is:" was checked as the question it answers, and so found supported.
+    _, final = run(answerer_for(FakeGenerator(["The answer is:\n\nParis is the capital of France [1]."])))
+    assert [c["text"] for c in final.claims] == ["Paris is the capital of France."]
+    _, final = run(answerer_for(FakeGenerator(["The answer is"])))
+    assert final.claims_checked and final.claims == [] and final.supported is False

@@ -122,6 +122,8 @@ def test_best_support_ignores_citation_markers_in_the_answer():
     ("The target blood pressure is 130/80 mmHg.", "Target blood pressure: <130/80 mmHg.", True),
     ("The answer is: 2", "Enclave reads 13 file formats.", False),
     ("No figure here.", "Enclave reads 13 file formats.", True),
+    ("The dose goes up to 20 mg.", "Increase Lisinopril from 10mg to 20mg once daily.", True),
+    ("The dose goes up to 40 mg.", "Increase Lisinopril from 10mg to 20mg once daily.", False),
     ("Revenue was 4.2 million [1].", "Revenue grew to 4.2 million dollars.", True),  # [1] is no number
 ])
 def test_the_numbers_of_a_claim_must_be_stated_as_values_in_its_passage(claim, passage, agree):
