@@ -70,22 +70,52 @@ def drop(window, paths) -> None:
 
 
 class StallProbe:
-    """A 10 ms timer on the UI thread; records the largest gap between two of its ticks."""
+    """A 10 ms timer on the UI thread; records the largest gap between two of its ticks.
+
+    For the largest gap it also keeps what the UI thread did meanwhile, from the kernel's
+    per-thread scheduler figures: milliseconds it ran and milliseconds it sat ready to run while
+    other processes had the CPUs. What is left of the gap is time it was blocked (a lock, the
+    GIL, I/O), so a stall can be told from a busy machine when a test reports one.
+    """
 
     def __init__(self, interval_ms: int = 10):
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._on_tick)
         self.last = None
+        self.last_sched = (0.0, 0.0)
         self.max_gap_ms = 0.0
+        self.max_gap_ran_ms = 0.0
+        self.max_gap_waited_ms = 0.0
         self.ticks = 0
+
+    @staticmethod
+    def _sched() -> tuple[float, float]:
+        """(ms run on a CPU, ms waited for one) by this thread so far; zeros where unknown."""
+        try:
+            with open("/proc/thread-self/schedstat") as f:
+                ran, waited, _ = f.read().split()
+            return int(ran) / 1e6, int(waited) / 1e6
+        except (OSError, ValueError):
+            return 0.0, 0.0
 
     def _on_tick(self):
         now = time.perf_counter()
+        sched = self._sched()
         if self.last is not None:
-            self.max_gap_ms = max(self.max_gap_ms, (now - self.last) * 1000)
+            gap = (now - self.last) * 1000
+            if gap > self.max_gap_ms:
+                self.max_gap_ms = gap
+                self.max_gap_ran_ms = sched[0] - self.last_sched[0]
+                self.max_gap_waited_ms = sched[1] - self.last_sched[1]
         self.last = now
+        self.last_sched = sched
         self.ticks += 1
+
+    def describe(self) -> str:
+        blocked = self.max_gap_ms - self.max_gap_ran_ms - self.max_gap_waited_ms
+        return (f"{self.max_gap_ms:.0f} ms (the UI thread ran {self.max_gap_ran_ms:.0f} ms, waited "
+                f"{self.max_gap_waited_ms:.0f} ms for a CPU, was blocked {blocked:.0f} ms)")
 
     def __enter__(self):
         self.last = None

@@ -43,7 +43,28 @@ def test_window_is_usable_at_once_and_loads_models_after(qtbot, data_dir):
     assert not window.worker.is_running()
 
 
-def test_event_loop_never_stalls_long_while_indexing_and_answering(qtbot, window, tmp_path):
+def test_event_loop_never_stalls_long_while_indexing_and_answering(qtbot, data_dir, tmp_path):
+    # The window as it ships, its engine in a process of its own. With the tests' in-process
+    # engine (the `window` fixture) the UI thread shares the GIL with indexing: on a loaded
+    # 2-core machine a descheduled engine thread holding it stalled the UI thread past 1 s,
+    # all of it "blocked", a cost the shipped window does not have.
+    from desktop.app import create_main_window
+    from rag.config import Settings
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    Settings(top_k=3).save(data_dir)
+    window = create_main_window(data_dir, welcome=False)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    try:
+        _index_and_answer(qtbot, window, tmp_path)
+    finally:
+        window.close()
+    assert not window.worker.is_running()
+
+
+def _index_and_answer(qtbot, window, tmp_path):
     folder = tmp_path / "pdfs"
     folder.mkdir()
     for name in SUBSET:
@@ -56,8 +77,9 @@ def test_event_loop_never_stalls_long_while_indexing_and_answering(qtbot, window
         window.add_paths([str(folder)])
     assert done.args[0]["indexed"] >= 3
     assert indexing.ticks > 50
-    assert indexing.max_gap_ms < 1000, f"the event loop stalled {indexing.max_gap_ms:.0f} ms while indexing"
+    assert indexing.max_gap_ms < 1000, f"the event loop stalled {indexing.describe()} while indexing"
 
     with StallProbe() as answering, qtbot.waitSignal(window.answer_finished, timeout=120_000):
         window.ask("What is the capital of Denmark?")
-    assert answering.max_gap_ms < 1000, f"the event loop stalled {answering.max_gap_ms:.0f} ms while answering"
+    assert answering.max_gap_ms < 1000, f"the event loop stalled {answering.describe()} while answering"
+    print("indexing:", indexing.describe(), "answering:", answering.describe())
