@@ -46,6 +46,10 @@ GENERIC_FAILURE = "Something went wrong inside Enclave. The details are in the l
 _ids = itertools.count(1)
 
 
+# How long closing the window waits for the running job to stop before it ends the engine.
+SHUTDOWN_GRACE_S = 10.0
+
+
 @dataclass
 class Job:
     """What a submitter gets back; the flags are safe to set from any thread."""
@@ -334,7 +338,16 @@ class EngineWorker(QObject):
         for job in jobs:
             job.stop_flag.set()
         if self._thread.isRunning():
-            self._shutdown_requested.emit()  # blocks until the worker has closed everything
+            # A job waiting on a frozen engine or model host never reads its stop flag and
+            # would hold the blocking call below for ever: past the grace, end the engine's
+            # process, whose pending read then returns as after a crash.
+            guard = threading.Timer(SHUTDOWN_GRACE_S, self.backend.end_stuck)
+            guard.daemon = True
+            guard.start()
+            try:
+                self._shutdown_requested.emit()  # blocks until the worker has closed everything
+            finally:
+                guard.cancel()
             self._thread.quit()
             self._thread.wait(timeout_ms)
 
@@ -437,7 +450,8 @@ class EngineWorker(QObject):
             other.gen = None
             self.failed.emit(other.id, message)
             self._done(other)
-        self._build()
+        if not self._closed:  # closing: the shutdown that follows needs no new engine
+            self._build()
 
     def _done(self, job: Job) -> None:
         for queue in (self._interactive, self._background):

@@ -16,7 +16,7 @@ from desktop.app import create_main_window
 from rag.config import Settings
 from tests.desktop.test_answer_trust import SUPPORTED, ScriptedModel, index_zen
 from tests.desktop.test_engine_process import process_window  # noqa: F401 - a fixture
-from tests.e2e.test_model_process import QUESTION, children_named
+from tests.e2e.test_model_process import LONG_QUESTION, QUESTION, children_named
 
 ANSWER_DEADLINE_MS = 120_000  # one answer of the bundled model on a busy 2-core machine
 ZEN_QUESTIONS = [
@@ -270,3 +270,31 @@ def test_a_frozen_engine_process_is_restarted_and_the_next_question_works(qtbot,
     kind, answer = said.wait(qtbot, 3, timeout=300_000)
     assert kind == "answer" and not answer["refused"]
     assert "stopped unexpectedly" not in window.chat.markdown()
+
+
+def test_closing_the_window_while_the_model_host_is_frozen_ends_the_engine(qtbot, process_window, monkeypatch):
+    from desktop import workers
+
+    window = process_window
+    monkeypatch.setattr(workers, "SHUTDOWN_GRACE_S", 2.0)
+    engine = window.worker.backend.pid
+    host = children_named(engine, "rag.llm.host")[0]
+    pieces = []
+    window.worker.progress.connect(lambda job, value: pieces.append(value))
+    window.ask(LONG_QUESTION)
+    # Frozen mid-answer, so the engine waits on the host's socket and never reads a stop.
+    qtbot.waitUntil(lambda: any(isinstance(p, str) and p for p in pieces), timeout=300_000)
+    os.kill(host, signal.SIGSTOP)
+    # Without an end to the wait, closing blocks for ever; the rescue thaws the host after
+    # 30 s (the grace is 2 s) so a failing run ends, and says it was needed.
+    rescued = threading.Event()
+    rescue = threading.Timer(30, lambda: (rescued.set(), os.kill(host, signal.SIGCONT)))
+    rescue.daemon = True
+    rescue.start()
+    try:
+        window.close()
+    finally:
+        rescue.cancel()
+    assert not rescued.is_set(), "closing the window waited on the frozen model host"
+    assert not window.worker.is_running()
+    qtbot.waitUntil(lambda: not alive(engine) and not alive(host), timeout=30_000)
