@@ -241,18 +241,9 @@ def interrupt_model(engine) -> bool:
     the model client starts a new host for the next question. Only a model already built is
     touched: building one is the owner thread's business.
     """
-    import os
-    import signal
-
     model = getattr(engine, "_chat_model", None)
-    pid = getattr(model, "host_pid", None)
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, signal.SIGKILL)  # the one signal a stopped process acts on at once
-    except ProcessLookupError:
-        return False
-    return True
+    end_host = getattr(model, "end_host", None)
+    return bool(end_host()) if end_host is not None else False
 
 
 def page_words(chunk_id: str):

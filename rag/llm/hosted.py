@@ -36,6 +36,7 @@ class _Host(Child):
         super().__init__("rag.llm.host")
         self.conn.send(("load", params))
         self.loading = True
+        self.ended_on_purpose = False  # set by HostedModel.end_host before it kills the process
         self.info: dict[str, Any] = {}
         self.context_size = 0
 
@@ -143,6 +144,12 @@ class HostedModel:
         host.end()
         if during == "loading":
             return ModelCrashed("", exit)
+        if host.ended_on_purpose:
+            try:
+                self._start()
+            except ModelError as exc:
+                log.error("restarting the model host: %s", exc)
+            return ModelCrashed("The model host was ended because it stopped answering; ask again.", exit)
         self.crashes += 1
         on_gpu = (host.info or self._last_info).get("gpu_layers", 0) != 0 and not self.on_cpu_after_crashes
         moved = ""
@@ -168,6 +175,23 @@ class HostedModel:
     def host_pid(self) -> int | None:
         """The model host's process id (None before it starts)."""
         return self._host.pid if self._host is not None else None
+
+    def end_host(self) -> bool:
+        """From any thread: end the host on purpose (one that stopped answering never reads a
+        stop request). The owner's pending read returns as after a crash, but this end is not
+        counted as one: two of them must not move the model off the GPU."""
+        import os
+        import signal
+
+        host = self._host
+        if host is None:
+            return False
+        host.ended_on_purpose = True
+        try:
+            os.kill(host.pid, signal.SIGKILL)  # the one signal a stopped process acts on at once
+        except ProcessLookupError:
+            return False
+        return True
 
     @property
     def context_size(self) -> int:

@@ -114,6 +114,28 @@ def test_two_crashes_in_a_row_with_gpu_layers_move_the_model_to_the_cpu():
         model.close()
 
 
+def test_hosts_ended_on_purpose_are_not_crashes_and_keep_the_model_on_the_gpu():
+    # The window's watchdog ends a host that stopped answering; two such ends are not two
+    # crashes in a row, so the model is not moved off the GPU for them.
+    model = HostedModel(default_model_path(), n_ctx=512, gpu_layers=4)
+    try:
+        model.warm_up()
+        for _ in range(2):
+            stream = model.stream(MESSAGES, 300)
+            next(stream)
+            os.kill(model.host_pid, signal.SIGSTOP)  # frozen: it would never read a stop request
+            assert model.end_host()
+            with pytest.raises(ModelCrashed) as caught:
+                list(stream)
+            assert str(caught.value) == "The model host was ended because it stopped answering; ask again."
+        assert model.crashes == 0 and not model.on_cpu_after_crashes
+        model.warm_up()
+        assert model.info["gpu_layers"] == 4
+        assert "".join(model.stream(MESSAGES, 8)).strip()
+    finally:
+        model.close()
+
+
 def test_a_host_that_dies_while_loading_is_a_clear_model_error(tmp_path):
     model = HostedModel(default_model_path(), n_ctx=512)
     try:
