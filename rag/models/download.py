@@ -102,11 +102,13 @@ def _progress_bar(on_progress: Callable[[Progress], None] | None, cancelled: Cal
             pass
 
         def update(self, n: int = 1):
-            self.n += n
-            self._report()
+            # http_get counts a chunk before writing it: a cancel raised here loses that one
+            # chunk, and every chunk before it is already in the .part file.
             if cancelled is not None and cancelled():
                 raise DownloadCancelled("The download was cancelled; what was downloaded is kept, "
                                         "and the next pull resumes from there.")
+            self.n += n
+            self._report()
 
         def _report(self):
             if on_progress is None:
@@ -117,6 +119,21 @@ def _progress_bar(on_progress: Callable[[Progress], None] | None, cancelled: Cal
             on_progress(Progress(self.n, self.total, rate, eta))
 
     return Bar
+
+
+def _no_phone_home() -> None:
+    """huggingface_hub 2.x builds its User-Agent header from a registry of "AI agent
+    harnesses" that it fetches once a day from huggingface.co (the endpoint it read at
+    import, not the one Enclave passes): a request to a third party on a company mirror, and
+    on every offline laptop's first pull. Enclave contacts only the endpoint the person or
+    the policy named, so the registry is set to the library's own empty one first (what the
+    library itself uses when the fetch fails). The network guard of the tests caught this."""
+    try:
+        from huggingface_hub.utils import _detect_agent
+    except ImportError:  # another version: nothing of the kind to stop
+        return
+    if getattr(_detect_agent, "_registry", False) is None:
+        _detect_agent._registry = {"standardEnvVars": [], "harnesses": {}}
 
 
 def pull_file(repo: str, filename: str, dest: Path, *, endpoint: str = "", revision: str = "main",
@@ -139,6 +156,7 @@ def pull_file(repo: str, filename: str, dest: Path, *, endpoint: str = "", revis
     from huggingface_hub.file_download import http_get
     from huggingface_hub.utils import build_hf_headers
 
+    _no_phone_home()
     endpoint = hub_endpoint(endpoint)
     url = hf_hub_url(repo, filename, revision=revision, endpoint=endpoint)
     try:
