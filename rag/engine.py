@@ -113,8 +113,12 @@ class Engine:
             s = self.settings
             # A GGUF given for this run (the CLI's --model) always means a local model.
             local = self._model_override is not None or not s.llm_endpoint
+            path = (self._model_override or s.llm_model_path()) if local else None
+            from .models.store import enforce_policy
+
+            enforce_policy(self.data_dir, path, remote=not local)  # the administrator's, if any
             self._chat_model = open_chat_model(
-                (self._model_override or s.llm_model_path()) if local else None,
+                path,
                 n_ctx=s.context_size,
                 gpu_layers=None if s.gpu_layers < 0 else s.gpu_layers,
                 endpoint="" if local else s.llm_endpoint,

@@ -231,9 +231,21 @@ class ModelStore:
         return file_sha256(path)
 
 
+def enforce_policy(data_dir: str | os.PathLike, model_path: str | os.PathLike | None, remote: bool) -> None:
+    """What the engine checks before it opens a model: a model server only where the policy
+    allows one, a local file only if its hash is on the allowed list (the hash recorded in
+    models.lock when it was pulled or imported, else computed now)."""
+    policy = load_policy()
+    if remote:
+        policy.check_remote_server()
+    elif policy.restricts_models and model_path is not None:
+        path = Path(model_path)
+        policy.check_model(ModelStore(data_dir, catalog=[], policy=policy)._sha_of(path), path.name)
+
+
 def _import_name(filename: str) -> str:
     stem = filename[:-5] if filename.lower().endswith(".gguf") else filename
     return re.sub(r"[^a-z0-9.]+", "-", stem.lower()).strip("-") or "imported"
 
 
-__all__ = ["FITS_GPU", "ModelStore", "ModelWontFit", "Row"]
+__all__ = ["FITS_GPU", "ModelStore", "ModelWontFit", "Row", "enforce_policy"]

@@ -190,3 +190,23 @@ def test_use_refuses_what_is_not_there(capsys, data_dir):
     with pytest.raises(ModelWontFit):
         store = ModelStore(data_dir, machine=Machine(GB, 10 * 1024**2, 1))
         store.check_usable(default_model_path(), 4096, "SmolLM2")
+
+
+def test_the_engine_enforces_the_policy_before_it_opens_a_model(data_dir, no_policy):
+    from rag.config import Settings
+    from rag.engine import Engine
+    from tests.fakes import HashEmbedder
+
+    no_policy.write_text(f'allowed_sha256 = ["{"ef" * 32}"]\nallow_remote_server = false\n')
+    engine = Engine(data_dir, settings=Settings(), embedder=HashEmbedder())
+    try:
+        with pytest.raises(PolicyRefused, match="not on the list"):
+            engine.chat_model  # noqa: B018 - the bundled model's hash is not allowed
+        engine.settings = Settings(llm_endpoint="http://127.0.0.1:9")
+        with pytest.raises(PolicyRefused, match="model server"):
+            engine.chat_model  # noqa: B018
+        no_policy.write_text(f'allowed_sha256 = ["{DEFAULT_MODEL_SHA256}"]\n')
+        engine.settings = Settings()
+        assert engine.chat_model is not None  # allowed: opened (loaded lazily, not here)
+    finally:
+        engine.close()
