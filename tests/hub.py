@@ -42,6 +42,10 @@ class StandInHub:
     cut_at: int | None = None  # the first body GET stops after this many bytes
     corrupt: bool = False
     fail_cdn: int | None = None  # status code for every CDN request
+    # The first body GET pauses after `gate_after` bytes until `gate` is set: a download that
+    # is certainly still running when a test presses Cancel, without timing anything.
+    gate: threading.Event | None = None
+    gate_after: int = 0
     port: int = 0
 
     @property
@@ -153,6 +157,10 @@ def _handler(hub: StandInHub):
                             [block[8] ^ 0xFF]) + block[9:]
                     self.wfile.write(block)
                     sent += len(block)
+                    if hub.gate is not None and not wanted and sent >= hub.gate_after:
+                        self.wfile.flush()
+                        gate, hub.gate = hub.gate, None
+                        gate.wait(60)
             if limit < hosted.size:
                 self.wfile.flush()
                 self.close_connection = True  # a transfer cut mid-file
