@@ -116,7 +116,9 @@ class Engine:
             path = (self._model_override or s.llm_model_path()) if local else None
             from .models.store import enforce_policy
 
-            enforce_policy(self.data_dir, path, remote=not local)  # the administrator's, if any
+            # The administrator's policy, if any: may refuse, or name the default model.
+            path = enforce_policy(self.data_dir, path, remote=not local,
+                                  chosen=self._model_override is not None or bool(s.llm_model))
             self._chat_model = open_chat_model(
                 path,
                 n_ctx=s.context_size,

@@ -231,16 +231,24 @@ class ModelStore:
         return file_sha256(path)
 
 
-def enforce_policy(data_dir: str | os.PathLike, model_path: str | os.PathLike | None, remote: bool) -> None:
-    """What the engine checks before it opens a model: a model server only where the policy
-    allows one, a local file only if its hash is on the allowed list (the hash recorded in
-    models.lock when it was pulled or imported, else computed now)."""
+def enforce_policy(data_dir: str | os.PathLike, model_path: str | os.PathLike | None, remote: bool,
+                   chosen: bool = True) -> Path | None:
+    """What the engine checks before it opens a model, returning the GGUF to open.
+
+    A model server only where the policy allows one; the policy's default model where the
+    person chose none (`chosen` False: settings name no file); a local file only if its hash
+    is on the allowed list (the hash recorded in models.lock when it was pulled or imported,
+    else computed now)."""
     policy = load_policy()
     if remote:
         policy.check_remote_server()
-    elif policy.restricts_models and model_path is not None:
+        return None
+    if not chosen and policy.default_model:
+        model_path = ModelStore(data_dir, policy=policy).resolve(policy.default_model)[0]
+    if policy.restricts_models and model_path is not None:
         path = Path(model_path)
         policy.check_model(ModelStore(data_dir, catalog=[], policy=policy)._sha_of(path), path.name)
+    return Path(model_path) if model_path is not None else None
 
 
 def _import_name(filename: str) -> str:

@@ -101,3 +101,16 @@ def _one_entry_catalog(tmp_path):
     from tests.hub import write_catalog
 
     return write_catalog(tmp_path / "catalog.toml", DEFAULT_MODEL_SHA256)
+
+
+def test_settings_show_each_models_behaviour_and_the_policy_on_model_servers(qtbot, data_dir, no_policy):
+    from desktop.settings_dialog import SettingsDialog
+
+    no_policy.write_text("allow_remote_server = false\n")
+    dialog = SettingsDialog(Settings(), str(data_dir))
+    qtbot.addWidget(dialog)
+    text = dialog.model_behaviour.text()
+    assert any(label in text for label in LABELS.values())
+    assert "Trained context 8,192 tokens" in text and "Chat template: the one stored in the file" in text
+    assert "Refusal cut: 0.24 (the general setting)" in text
+    assert not dialog.endpoint.isEnabled() and str(no_policy) in dialog.endpoint.toolTip()

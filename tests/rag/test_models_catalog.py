@@ -210,3 +210,21 @@ def test_the_engine_enforces_the_policy_before_it_opens_a_model(data_dir, no_pol
         assert engine.chat_model is not None  # allowed: opened (loaded lazily, not here)
     finally:
         engine.close()
+
+
+def test_the_policys_default_model_is_used_where_settings_name_none(data_dir, no_policy, tmp_path):
+    from rag.config import Settings
+    from rag.engine import Engine
+    from tests.fakes import HashEmbedder
+
+    source = tmp_path / "company.gguf"
+    shutil.copy(default_model_path(), source)
+    ModelStore(data_dir).import_file(source)
+    no_policy.write_text('default_model = "company"\n')
+    engine = Engine(data_dir, settings=Settings(), embedder=HashEmbedder())
+    try:
+        assert engine.chat_model.model_path == data_dir / "models" / "company.gguf"
+        engine.use_model(default_model_path())  # a file the person chose wins
+        assert engine.chat_model.model_path == default_model_path()
+    finally:
+        engine.close()
