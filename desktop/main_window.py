@@ -545,6 +545,12 @@ class MainWindow(QMainWindow):
         paths = local_paths(event.mimeData())
         if paths:
             event.acceptProposedAction()
+            models = [p for p in paths if str(p).lower().endswith(".gguf")]
+            if models and len(models) == len(paths):  # a model file is imported, not indexed
+                dialog = self.open_models()
+                if dialog is not None:
+                    dialog.import_path(str(models[0]))
+                return
             self.add_paths(paths)
 
     # --- geometry and closing -------------------------------------------------------------------

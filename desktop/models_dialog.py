@@ -169,6 +169,11 @@ class ModelsDialog(QDialog):
         self.table.selectRow(names.index(current) if current in names else 0)
         self._on_selection_changed()
 
+    @property
+    def busy(self) -> bool:
+        """A download or an import is running."""
+        return self._task is not None
+
     def selected(self) -> Row | None:
         items = self.table.selectedItems()
         if not items:

@@ -114,3 +114,20 @@ def test_settings_show_each_models_behaviour_and_the_policy_on_model_servers(qtb
     assert "Trained context 8,192 tokens" in text and "Chat template: the one stored in the file" in text
     assert "Refusal cut: 0.24 (the general setting)" in text
     assert not dialog.endpoint.isEnabled() and str(no_policy) in dialog.endpoint.toolTip()
+
+
+def test_a_gguf_dropped_on_the_window_is_imported_not_indexed(make_window, qtbot, data_dir, tmp_path, no_policy,
+                                                               monkeypatch):
+    from tests.desktop.conftest import drop
+
+    monkeypatch.setenv("ENCLAVE_CATALOG_FILE", str(_one_entry_catalog(tmp_path)))
+    window = make_window()
+    model = tmp_path / "dropped.gguf"
+    shutil.copy(default_model_path(), model)
+    drop(window, [model])
+    dialog = window.models_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert not window.client.pending("index")  # not sent to the indexer
+    qtbot.waitUntil(lambda: "dropped" in dialog.fit_labels(), timeout=60_000)
+    assert (data_dir / "models" / "dropped.gguf").exists()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=60_000)
