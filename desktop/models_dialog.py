@@ -308,7 +308,8 @@ class ModelsDialog(QDialog):
 
     def _on_use_checked(self, checked) -> None:
         path, entry, fit = checked
-        changes = {"llm_model": "" if entry is not None and entry.bundled else str(path),
+        bundled = entry is not None and entry.bundled and not self.store.policy.default_model
+        changes = {"llm_model": "" if bundled else str(path),
                    "gpu_layers": fit.gpu_layers}
         if entry is not None and entry.refusal_probability is not None:
             changes["model_refusal_probability"] = entry.refusal_probability

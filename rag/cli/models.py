@@ -115,7 +115,8 @@ def cmd_use(args) -> int:
     path, entry = store.resolve(args.model)
     fit = store.check_usable(path, n_ctx, entry.title if entry else path.name)
     bundled = entry is not None and entry.bundled
-    settings.llm_model = "" if bundled else str(path)
+    # "" means "the default", which a policy's default_model would replace: name the file then.
+    settings.llm_model = "" if bundled and not store.policy.default_model else str(path)
     settings.context_size = n_ctx
     settings.gpu_layers = fit.gpu_layers
     if entry is not None and entry.refusal_probability is not None:

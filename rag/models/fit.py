@@ -155,7 +155,24 @@ def detect_machine() -> Machine:
             available = total // 2  # no better figure without /proc: assume half is in use
         except (ValueError, OSError, AttributeError):
             total = available = 0
-    return Machine(ram_total=total, ram_available=available, cpus=os.cpu_count() or 1, gpus=_nvidia_gpus())
+    gpus = _nvidia_gpus() if llama_cpp_has_cuda() else ()
+    return Machine(ram_total=total, ram_available=available, cpus=os.cpu_count() or 1, gpus=gpus)
+
+
+def llama_cpp_has_cuda() -> bool:
+    """Whether the installed llama.cpp can use an NVIDIA GPU: a CUDA build ships its backend
+    as `libggml-cuda` beside `libggml-cpu` (the default build is CPU-only, README "On a GPU
+    workstation"). Read from the package's files, so this process never loads llama.cpp; a
+    GPU the build cannot use must not be promised."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llama_cpp")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        lib = Path(folder) / "lib"
+        if any(lib.glob("*ggml-cuda*")):
+            return True
+    return False
 
 
 def _nvidia_gpus() -> tuple[Gpu, ...]:

@@ -228,3 +228,13 @@ def test_the_policys_default_model_is_used_where_settings_name_none(data_dir, no
         assert engine.chat_model.model_path == default_model_path()
     finally:
         engine.close()
+
+
+def test_a_gpu_that_the_llama_cpp_build_cannot_use_is_not_promised(monkeypatch):
+    from rag.models import fit
+
+    monkeypatch.setattr(fit, "_nvidia_gpus", lambda: (Gpu("RTX 4090", 24 * GB, 22 * GB),))
+    monkeypatch.setattr(fit, "llama_cpp_has_cuda", lambda: False)
+    assert fit.detect_machine().gpus == ()
+    monkeypatch.setattr(fit, "llama_cpp_has_cuda", lambda: True)
+    assert fit.detect_machine().gpus[0].name == "RTX 4090"
