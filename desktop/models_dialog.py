@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from rag.config import Settings
 from rag.errors import EnclaveError
+from rag.models.fit import WONT_FIT
 from rag.models.store import ModelStore, Row
 
 GENERIC_FAILURE = "Something went wrong inside Enclave. The details are in the log."
@@ -146,6 +147,7 @@ class ModelsDialog(QDialog):
     def refresh(self, select: str | None = None) -> None:
         """Re-read the models folder and this machine's free memory (milliseconds: headers only)."""
         current = select or (self.selected().name if self.selected() else None)
+        self.store.forget_machine()
         self._rows = self.store.rows(self._settings.context_size)
         try:
             in_use = str(self._settings.llm_model_path())
@@ -215,7 +217,7 @@ class ModelsDialog(QDialog):
         self.details.setText(" ".join(parts))
         downloadable = row.source == "catalog" and not row.installed and row.allowed
         self.download_button.setEnabled(downloadable and not busy and self.store.policy.allow_downloads)
-        self.use_button.setEnabled(row.installed and row.allowed and row.fit.code != "no" and not busy)
+        self.use_button.setEnabled(row.installed and row.allowed and row.fit.code != WONT_FIT and not busy)
         self.import_button.setEnabled(not busy)
 
     # --- tasks off the UI thread ----------------------------------------------------------------

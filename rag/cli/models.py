@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 import time
 
-from ..errors import EnclaveError
 from .common import add_common, data_folder, emit
 
 
@@ -121,10 +120,7 @@ def cmd_use(args) -> int:
     settings.gpu_layers = fit.gpu_layers
     if entry is not None and entry.refusal_probability is not None:
         settings.model_refusal_probability = entry.refusal_probability
-    try:
-        settings.save(data_dir)
-    except EnclaveError:
-        raise
+    settings.save(data_dir)
     emit(args, {"model": str(path), "fit": fit.to_json(), "gpu_layers": fit.gpu_layers, "context": n_ctx},
          f"answering with {path.name}: {fit.label} ({fit.reason})")
     return 0

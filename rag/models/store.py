@@ -64,6 +64,7 @@ class ModelStore:
         self.folder = Path(data_dir) / MODELS_DIR
         self.catalog = catalog if catalog is not None else load_catalog()
         self.policy = policy if policy is not None else load_policy()
+        self._given_machine = machine
         self._machine = machine
 
     @property
@@ -71,6 +72,10 @@ class ModelStore:
         if self._machine is None:
             self._machine = detect_machine()
         return self._machine
+
+    def forget_machine(self) -> None:
+        """Free memory changes: the next fit reads it again (unless a test fixed the machine)."""
+        self._machine = self._given_machine
 
     @property
     def lock_path(self) -> Path:
