@@ -256,9 +256,24 @@ def enforce_policy(data_dir: str | os.PathLike, model_path: str | os.PathLike | 
     return Path(model_path) if model_path is not None else None
 
 
+def check_fit(model_path: str | os.PathLike, n_ctx: int) -> Fit | None:
+    """Refuse, with the reason, a model that cannot fit in free memory at this context, before
+    llama.cpp maps it: the alternative is a process killed for memory half-loaded. A file
+    whose header does not read is left to the model host's own check, which names it."""
+    path = Path(model_path)
+    try:
+        geometry = geometry_from_gguf(check_gguf(path))
+    except EnclaveError:
+        return None
+    fit = judge(geometry, detect_machine(), n_ctx)
+    if fit.code == WONT_FIT:
+        raise ModelWontFit(f"{path.name} will not fit on this machine: {fit.reason}.")
+    return fit
+
+
 def _import_name(filename: str) -> str:
     stem = filename[:-5] if filename.lower().endswith(".gguf") else filename
     return re.sub(r"[^a-z0-9.]+", "-", stem.lower()).strip("-") or "imported"
 
 
-__all__ = ["FITS_GPU", "ModelStore", "ModelWontFit", "Row", "enforce_policy"]
+__all__ = ["FITS_GPU", "ModelStore", "ModelWontFit", "Row", "check_fit", "enforce_policy"]

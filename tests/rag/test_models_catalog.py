@@ -238,3 +238,19 @@ def test_a_gpu_that_the_llama_cpp_build_cannot_use_is_not_promised(monkeypatch):
     assert fit.detect_machine().gpus == ()
     monkeypatch.setattr(fit, "llama_cpp_has_cuda", lambda: True)
     assert fit.detect_machine().gpus[0].name == "RTX 4090"
+
+
+def test_the_engine_refuses_a_model_that_will_not_fit_before_loading_it(data_dir, monkeypatch):
+    from rag.config import Settings
+    from rag.engine import Engine
+    from rag.models import fit
+    from tests.fakes import HashEmbedder
+
+    monkeypatch.setattr(fit, "detect_machine", lambda: Machine(GB, 100 * 1024**2, 2))
+    monkeypatch.setattr("rag.models.store.detect_machine", fit.detect_machine)
+    engine = Engine(data_dir, settings=Settings(), embedder=HashEmbedder())
+    try:
+        with pytest.raises(ModelWontFit, match="will not fit on this machine: needs 0.3 GB"):
+            engine.chat_model  # noqa: B018
+    finally:
+        engine.close()
