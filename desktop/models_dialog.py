@@ -313,8 +313,9 @@ class ModelsDialog(QDialog):
         bundled = entry is not None and entry.bundled and not self.store.policy.default_model
         changes = {"llm_model": "" if bundled else str(path),
                    "gpu_layers": fit.gpu_layers}
-        if entry is not None and entry.refusal_probability is not None:
-            changes["model_refusal_probability"] = entry.refusal_probability
+        # The refusal cut measured for this model, else the general default (not the last model's).
+        measured = entry.refusal_probability if entry is not None else None
+        changes["model_refusal_probability"] = measured if measured is not None else DEFAULT_REFUSAL
         new = dataclasses.replace(self._settings, **changes)
         self._settings = new
         self.status.setText(f"Switching to {path.name}: {fit.label}. The model loads in the background.")

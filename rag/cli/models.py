@@ -118,8 +118,9 @@ def cmd_use(args) -> int:
     settings.llm_model = "" if bundled and not store.policy.default_model else str(path)
     settings.context_size = n_ctx
     settings.gpu_layers = fit.gpu_layers
-    if entry is not None and entry.refusal_probability is not None:
-        settings.model_refusal_probability = entry.refusal_probability
+    # The refusal cut measured for this model, else the general default (not the last model's).
+    measured = entry.refusal_probability if entry is not None else None
+    settings.model_refusal_probability = measured if measured is not None else Settings().model_refusal_probability
     settings.save(data_dir)
     emit(args, {"model": str(path), "fit": fit.to_json(), "gpu_layers": fit.gpu_layers, "context": n_ctx},
          f"answering with {path.name}: {fit.label} ({fit.reason})")

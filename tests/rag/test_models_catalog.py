@@ -130,8 +130,12 @@ def test_importing_a_valid_gguf_copies_hashes_and_lists_it(capsys, tmp_path, dat
     code, listed, _ = cli(capsys, "models", "list")
     row = next(m for m in listed["models"] if m["name"] == "my-model")
     assert row["source"] == "import" and row["installed"] and row["label"]
+    from rag.config import Settings
+
+    Settings(model_refusal_probability=0.07).save(data_dir)  # as a measured model's cut leaves it
     code, used, err = cli(capsys, "models", "use", "my-model")
     assert code == 0 and used["model"] == str(data_dir / "models" / "my-model.gguf")
+    assert Settings.load(data_dir).model_refusal_probability == Settings().model_refusal_probability
 
 
 def test_importing_a_truncated_or_a_renamed_file_is_a_clear_refusal(capsys, tmp_path, data_dir):
