@@ -10,6 +10,7 @@ engine worker, like Settings does.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from pathlib import Path
 
@@ -21,9 +22,11 @@ from PySide6.QtWidgets import (
 
 from rag.config import Settings
 from rag.errors import EnclaveError
+from rag.models.download import DownloadCancelled
 from rag.models.fit import WONT_FIT
 from rag.models.store import ModelStore, Row
 
+log = logging.getLogger(__name__)
 GENERIC_FAILURE = "Something went wrong inside Enclave. The details are in the log."
 DEFAULT_REFUSAL = Settings().model_refusal_probability
 
@@ -45,8 +48,6 @@ class TaskThread(QThread):
         self._stop.set()
 
     def run(self) -> None:
-        from rag.models.download import DownloadCancelled
-
         try:
             value = self._fn(self.progressed.emit, self._stop.is_set)
         except DownloadCancelled as exc:
@@ -55,10 +56,8 @@ class TaskThread(QThread):
         except EnclaveError as exc:
             self.outcome = "failed"
             self.failed.emit(str(exc))
-        except Exception:  # noqa: BLE001 - logged by the excepthook-style logger below, shown generically
-            import logging
-
-            logging.getLogger(__name__).exception("model task failed")
+        except Exception:  # noqa: BLE001 - a bug: its traceback goes to the log, the page says so plainly
+            log.exception("model task failed")
             self.outcome = "failed"
             self.failed.emit(GENERIC_FAILURE)
         else:
