@@ -22,6 +22,7 @@ from .dropping import DropHintWidget, local_paths
 from .library import LibraryWidget
 from .messages import MessageBridge
 from .progress import IndexProgressWidget
+from .models_dialog import ModelsDialog
 from .settings_dialog import SettingsDialog, what_changes
 from .source_viewer import SourceViewerWidget
 from .status import StatusBarWidget
@@ -87,6 +88,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.drop_hint = DropHintWidget(central)
 
+        self.models_dialog: ModelsDialog | None = None  # built on first use, kept for its downloads
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(LIBRARY_REFRESH_MS)
         self._refresh_timer.timeout.connect(self._on_refresh_tick)
@@ -148,6 +150,7 @@ class MainWindow(QMainWindow):
         action(file_menu, "&Export conversation…", lambda: self._on_export_requested(self._conversation), "Ctrl+E")
         file_menu.addSeparator()
         action(file_menu, "&Settings…", self.open_settings, "Ctrl+,")
+        action(file_menu, "&Models…", self.open_models, "Ctrl+Shift+M")
         file_menu.addSeparator()
         action(file_menu, "&Quit", self.close, QKeySequence.Quit)
         library = bar.addMenu("&Library")
@@ -242,15 +245,43 @@ class MainWindow(QMainWindow):
         if hasattr(dialog, "team_test_requested"):
             dialog.team_test_requested.connect(lambda team: self._test_team(dialog, team))
         if dialog.exec() and dialog.result_settings() is not None:
-            new = dialog.result_settings()
-            reload, reindex = what_changes(current, new)
-            if reindex:
-                self.progress.begin("your documents (settings changed)")
-            self.client.run(jobs.apply_settings(new, self.data_dir, reload, reindex), background=reindex,
-                            name="index" if reindex else "settings",
-                            on_progress=self._on_index_progress,
-                            on_result=lambda r: r.get("model") and self._on_model_loaded(r["model"]),
-                            on_finished=self._on_index_job_finished)  # refreshes the library, team too
+            self._apply_settings(current, dialog.result_settings())
+
+    def _apply_settings(self, current: Settings, new: Settings) -> None:
+        """Save and apply in the background, through the engine worker: a model reload or a
+        re-index never holds the window."""
+        reload, reindex = what_changes(current, new)
+        if reindex:
+            self.progress.begin("your documents (settings changed)")
+        self.client.run(jobs.apply_settings(new, self.data_dir, reload, reindex), background=reindex,
+                        name="index" if reindex else "settings",
+                        on_progress=self._on_index_progress,
+                        on_result=lambda r: r.get("model") and self._on_model_loaded(r["model"]),
+                        on_finished=self._on_index_job_finished)  # refreshes the library, team too
+
+    @Slot()
+    def open_models(self) -> ModelsDialog | None:
+        """The Models page: one per window, kept when closed, so a download goes on behind it."""
+        if self.models_dialog is None:
+            try:
+                self.models_dialog = ModelsDialog(Settings.load(self.data_dir), str(self.data_dir), self)
+            except Exception as exc:  # noqa: BLE001 - EnclaveError: damaged settings, an unreadable policy
+                self.bridge.report(str(exc))
+                return None
+            self.models_dialog.settings_chosen.connect(self._on_model_chosen)
+        else:
+            self.models_dialog.refresh()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+        return self.models_dialog
+
+    def _on_model_chosen(self, new: Settings) -> None:
+        try:
+            current = Settings.load(self.data_dir)
+        except Exception as exc:  # noqa: BLE001 - EnclaveError: a damaged settings file
+            self.bridge.report(str(exc))
+            return
+        self._apply_settings(current, new)
 
     def _test_team(self, dialog, team) -> None:
         def reached(info: dict) -> None:
@@ -514,6 +545,12 @@ class MainWindow(QMainWindow):
         paths = local_paths(event.mimeData())
         if paths:
             event.acceptProposedAction()
+            models = [p for p in paths if str(p).lower().endswith(".gguf")]
+            if models and len(models) == len(paths):  # a model file is imported, not indexed
+                dialog = self.open_models()
+                if dialog is not None:
+                    dialog.import_path(str(models[0]))
+                return
             self.add_paths(paths)
 
     # --- geometry and closing -------------------------------------------------------------------
@@ -543,6 +580,8 @@ class MainWindow(QMainWindow):
         except OSError:
             pass
         self._refresh_timer.stop()
+        if self.models_dialog is not None:
+            self.models_dialog.shutdown()
         self.answers.close()
         self.worker.shutdown()
         self.bridge.uninstall()

@@ -43,6 +43,11 @@ class SettingsDialog(QDialog):
             BUNDLED_LLM, settings.llm_model, "Answering model file",
             "Choose GGUF…", "Choose a GGUF model file", self._on_choose_model_clicked)
         self.model.setObjectName("modelChoice")
+        # What this model brings with it: its fit here, its trained context, its chat
+        # template and refusal cut (issue 23: per-model behaviour shown in Settings).
+        self.model_behaviour = QLabel()
+        self.model_behaviour.setObjectName("modelBehaviour")
+        self.model_behaviour.setWordWrap(True)
 
         self.gpu_mode = QComboBox()
         self.gpu_mode.setAccessibleName("GPU layers")
@@ -98,6 +103,7 @@ class SettingsDialog(QDialog):
 
         form = QFormLayout()
         form.addRow("Model file", model_row)
+        form.addRow("", self.model_behaviour)
         form.addRow("GPU layers", _pair(self.gpu_mode, self.gpu_layers))
         form.addRow("Context size", self.context)
         form.addRow("Temperature", self.temperature)
@@ -128,10 +134,53 @@ class SettingsDialog(QDialog):
         for field in (self.endpoint, self.key_env, self.team_dsn, self.team_url, self.team_token_env,
                       self.team_ca):
             field.textChanged.connect(self._on_changed)
+        self.model.currentIndexChanged.connect(self._on_model_changed)
+        self.context.valueChanged.connect(self._on_model_changed)
+        self._apply_policy()
+        self._on_model_changed()
         layout = QVBoxLayout(self)
         layout.addWidget(self.tabs)
         layout.addWidget(self.message)
         layout.addWidget(buttons)
+
+    def _apply_policy(self) -> None:
+        """An administrator who allows no model server gets a field that cannot name one."""
+        from rag.models.policy import load_policy
+
+        try:
+            policy = load_policy()
+        except EnclaveError as exc:
+            self.message.setText(str(exc))
+            return
+        if not policy.allow_remote_server:
+            for field in (self.endpoint, self.key_env):
+                field.setEnabled(False)
+                field.setToolTip(f"Your administrator does not allow a model server (policy {policy.path}).")
+
+    @Slot()
+    def _on_model_changed(self, *_args) -> None:
+        from rag.config import default_llm_model
+        from rag.llm.gguf import check_gguf
+        from rag.models.catalog import load_catalog
+        from rag.models.fit import detect_machine, geometry_from_gguf, judge
+
+        try:
+            path = Path(self.model.currentData() or default_llm_model())
+            info = check_gguf(path)  # the header only: milliseconds
+            fit = judge(geometry_from_gguf(info), detect_machine(), self.context.value())
+            entry = next((e for e in load_catalog() if e.file == path.name), None)
+        except EnclaveError as exc:
+            self.model_behaviour.setText(str(exc))
+            return
+        refusal = entry.refusal_probability if entry and entry.refusal_probability is not None else None
+        parts = [f"On this machine: {fit.label} ({fit.reason}).",
+                 f"Trained context {info.context_length:,} tokens; a larger context size is capped there."
+                 if info.context_length else "The file does not say its trained context.",
+                 "Chat template: the one stored in the file." if info.chat_template
+                 else "The file has no chat template; Enclave uses a plain one.",
+                 f"Refusal cut: {refusal:g} (measured for this model)." if refusal is not None
+                 else f"Refusal cut: {self._original.model_refusal_probability:g} (the general setting)."]
+        self.model_behaviour.setText(" ".join(parts))
 
     def _team_page(self, team: TeamSettings) -> QWidget:
         def line(value, name, placeholder, object_name):

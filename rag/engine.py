@@ -113,8 +113,16 @@ class Engine:
             s = self.settings
             # A GGUF given for this run (the CLI's --model) always means a local model.
             local = self._model_override is not None or not s.llm_endpoint
+            path = (self._model_override or s.llm_model_path()) if local else None
+            from .models.store import check_fit, enforce_policy
+
+            # The administrator's policy, if any: may refuse, or name the default model.
+            path = enforce_policy(self.data_dir, path, remote=not local,
+                                  chosen=self._model_override is not None or bool(s.llm_model))
+            if path is not None:
+                check_fit(path, s.context_size)  # the header and /proc/meminfo: milliseconds
             self._chat_model = open_chat_model(
-                (self._model_override or s.llm_model_path()) if local else None,
+                path,
                 n_ctx=s.context_size,
                 gpu_layers=None if s.gpu_layers < 0 else s.gpu_layers,
                 endpoint="" if local else s.llm_endpoint,

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import EnclaveError
-from . import answers, documents, maintenance, team
+from . import answers, documents, maintenance, models, team
 from .common import add_common
 
-GROUPS = (documents, answers, maintenance, team)
+GROUPS = (documents, answers, maintenance, team, models)
 
 
 def build_parser() -> argparse.ArgumentParser:
