@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor, QTextDocument
+from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QTextBrowser,
     QToolTip, QVBoxLayout, QWidget,
@@ -336,7 +336,7 @@ class ChatWidget(QWidget):
                         _quote_block(q, i, j) for j, q in enumerate(message["quotes"]))
                 elif message.get("quote"):
                     block += _quote_block(message["quote"], i, 0) + "\n\n"
-                block += body
+                block += _no_rules(body)
                 if message["sources"]:
                     lines = [f"- [{_md(source_label(s))}]({CITE_SCHEME}:{i}/{s['n']})" for s in message["sources"]]
                     block += "\n\n*Sources*\n\n" + "\n".join(lines)
@@ -357,20 +357,31 @@ class ChatWidget(QWidget):
     def _mark_claims(self) -> None:
         """Make each checked claim clickable, and dim the unsupported ones behind a warning
         mark with a tooltip. The Markdown renderer knows nothing of claims, so each is
-        found in the rendered text, in order, after its message's quote."""
+        found in the rendered text, in order, after its message's quote, and only inside its
+        own message: a claim not found there (a list number, a word the renderer changed) is
+        left unmarked rather than matched in a later message's quote, number or file name."""
         document = self.view.document()
         dim = self.palette().color(QPalette.PlaceholderText)
-        cursor = QTextCursor(document)
-        for i, message in enumerate(self._messages):
+        bounds = _message_bounds(document)
+        # Last message first: a mark inserted shifts only the text after it.
+        for i in reversed(range(len(self._messages))):
+            message = self._messages[i]
             if message["role"] != "assistant" or not message.get("claims") or unsupported_everywhere(message):
                 continue
-            position = cursor.position() if not cursor.isNull() else 0
+            if i + 1 >= len(bounds):
+                break  # the rendering does not have this message's block (never, unless it changed)
+            position, end = bounds[i], bounds[i + 1]
+
+            def find(text: str, start: int) -> QTextCursor | None:
+                found = document.find(_needle(text), start, QTextDocument.FindCaseSensitively)
+                return None if found.isNull() or found.selectionEnd() > end else found
+
             if message.get("quote"):
-                found = document.find(_needle(message["quote"]["text"]), position, QTextDocument.FindCaseSensitively)
-                position = found.position() if not found.isNull() else position
+                found = find(message["quote"]["text"], position)
+                position = found.position() if found is not None else position
             for j, claim in enumerate(message["claims"]):
-                found = document.find(_needle(claim["text"]), position, QTextDocument.FindCaseSensitively)
-                if found.isNull():
+                found = find(claim["text"], position)
+                if found is None:
                     continue
                 position = found.position()
                 fmt = QTextCharFormat()
@@ -385,8 +396,7 @@ class ChatWidget(QWidget):
                     mark.setPosition(found.selectionStart())
                     mark.insertText(f"{WARNING} ", fmt)
                     position += 2
-            cursor = QTextCursor(document)
-            cursor.setPosition(position)
+                    end += 2
 
     def claim_formats(self, text: str) -> QTextCharFormat | None:
         """The format the chat view gives the first occurrence of `text` (for tests)."""
@@ -438,6 +448,19 @@ def _quote_block(quote: dict, message: int, j: int) -> str:
     return f"> \u201c{_md(text)}\u201d \u2014 [{_md(place(quote['source']))}]({CITE_SCHEME}:{message}/q{j})"
 
 
+def _message_bounds(document: QTextDocument) -> list[int]:
+    """Where each rendered message begins, and the document's end: messages are separated by
+    the horizontal rules `markdown()` puts between them (a rule inside a message is escaped)."""
+    bounds = [0]
+    block = document.begin()
+    while block.isValid():
+        if block.blockFormat().hasProperty(QTextFormat.BlockTrailingHorizontalRulerWidth):
+            bounds.append(block.position())
+        block = block.next()
+    bounds.append(document.characterCount())
+    return bounds
+
+
 def _needle(text: str) -> str:
     """What of a sentence survives Markdown rendering next to a citation link: its words up
     to the closing punctuation (the link sits before the full stop)."""
@@ -450,4 +473,13 @@ def _md(text: str) -> str:
 
 
 def _quote(text: str) -> str:
-    return _md(text).replace("\n", "  \n")
+    return _no_rules(_md(text)).replace("\n", "  \n")
+
+
+_RULE = re.compile(r"^( {0,3})([-*_])(?=(?:[ \t]*\2){2,}[ \t]*$)", re.MULTILINE)
+
+
+def _no_rules(text: str) -> str:
+    """Escape a line that Markdown would draw as a horizontal rule: the rules between
+    messages are how the claim marks find each message's own text (`_message_bounds`)."""
+    return _RULE.sub(r"\1\\\2", text)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QUrl
 
-from desktop.chat import ChatWidget, link_citations, source_label
+from desktop.chat import WARNING, ChatWidget, link_citations, source_label
 
 SOURCE = {"n": 1, "path": "/docs/zen.pdf", "page": 1, "char_start": 0, "chunk_id": "c",
           "text": "Example document\nBeautiful is better than ugly.\nExplicit is better than implicit.",
@@ -59,3 +59,39 @@ def test_a_claim_click_hands_over_the_passage_behind_that_claim(qtbot):
     assert clicked[-1]["hint"] == claim["text"]
     assert source_label(SOURCE) == "[1] zen.pdf, page 1 · partial match"
     assert source_label(dict(SOURCE, page=None, unit="sheet Budget")) == "[1] zen.pdf, sheet Budget · partial match"
+
+
+def test_claim_marks_stay_inside_their_own_answer(qtbot):
+    """#21: an unsupported claim the renderer changed ("1." became a list number) was matched
+    in a later message instead, and a ⚠ landed inside its quote, number or file name."""
+    chat = ChatWidget()
+    qtbot.addWidget(chat)
+    chat.begin_answer("How many ducks?")
+    first = "1. Ducks [1].\n2. 80 [1]."
+    claims = [{"text": "1.", "sources": [1], "supported": False, "score": 0.1, "start": 0, "end": 2, "support": None},
+              {"text": "2019", "sources": [1], "supported": False, "score": 0.1, "start": 3, "end": 7,
+               "support": None},
+              {"text": "Ducks [1].", "sources": [1], "supported": True, "score": 1.0, "start": 3, "end": 13,
+               "support": {"n": 1, "start": 17, "end": 47, "text": "Beautiful is better than ugly."}}]
+    chat.finish_answer(answer(first, claims))
+    later_quote = {"text": "In 2019: 80 ducks were counted in MEDRPT-2024-PAT.",
+                   "source": dict(SOURCE, support={"start": 0, "end": 16, "text": "Example document"})}
+    chat.begin_answer("And later?")
+    later_text = "There were 1 or 2 more in 2019 [1]."
+    chat.finish_answer(dict(answer(later_text, [dict(claims[2], text=later_text, start=0, end=len(later_text))]),
+                            quote=later_quote))
+    shown = chat.view.toPlainText()
+    later = shown[shown.index("And later?"):]
+    assert WARNING not in later, later
+    assert "In 2019: 80 ducks were counted in MEDRPT-2024-PAT." in later
+    assert "There were 1 or 2 more in 2019" in later
+    assert "[1] zen.pdf" in later
+    # an answer whose text holds a Markdown rule does not shift later answers' marks
+    chat.begin_answer("Once more?")
+    chat.finish_answer(answer("Ducks [1].\n\n---\n\nUgly is the best [1].",
+                              [{"text": "Ugly is the best [1].", "sources": [1], "supported": False,
+                                "score": 0.1, "start": 12, "end": 33, "support": None},
+                               dict(claims[2], start=0, end=10)]))
+    shown = chat.view.toPlainText()
+    assert f"{WARNING} Ugly is the best" in shown
+    assert WARNING not in shown[shown.index("And later?"):shown.index("Once more?")]
