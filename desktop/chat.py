@@ -152,6 +152,15 @@ class ChatWidget(QWidget):
         self.view.setAcceptDrops(False)
         self.view.anchorClicked.connect(self._on_anchor_clicked)
         self.view.setPlaceholderText("Ask a question about your documents. Answers cite their sources.")
+        # The view follows the newest text to the bottom, as chat apps do, until the person
+        # scrolls up to read; a new question follows again. The document is laid out after
+        # setMarkdown returns (and in steps, when long), so the bottom is re-applied each time
+        # the scroll range grows, not once per render.
+        self._follow = True
+        self._held = 0  # where the person left the view when not following
+        bar = self.view.verticalScrollBar()
+        bar.rangeChanged.connect(self._on_scroll_range_changed)
+        bar.actionTriggered.connect(self._on_scrolled)  # the wheel, the keys, the bar: the person
 
         self.cards = SourceCardsWidget()
         self.cards.source_activated.connect(self.citation_clicked)
@@ -214,11 +223,13 @@ class ChatWidget(QWidget):
             self._messages.append(message)
         last = next((m for m in reversed(self._messages) if m["role"] == "assistant"), None)
         self.cards.set_sources(last["sources"] if last else [])
+        self._follow = True  # an opened conversation shows its latest answer
         self._render()
 
     def add_waiting(self, question: str) -> None:
         """A question asked during an answer: shown below it until its own answer begins."""
         self._waiting.append(question)
+        self._follow = True
         self._render()
 
     def waiting(self) -> list[str]:
@@ -232,6 +243,7 @@ class ChatWidget(QWidget):
         self.cards.set_sources([])
         self.set_busy(True)
         self.status.setText("Searching your documents…")
+        self._follow = True  # a new question is followed to its answer
         self._render()
 
     def append_piece(self, piece) -> None:
@@ -347,12 +359,24 @@ class ChatWidget(QWidget):
 
     @Slot()
     def _render(self) -> None:
-        bar = self.view.verticalScrollBar()
-        at_bottom = bar.value() >= bar.maximum() - 4
         self.view.setMarkdown(self.markdown())
         self._mark_claims()
-        if at_bottom or self.is_busy():
-            bar.setValue(bar.maximum())
+        self._keep_scroll()
+
+    def _keep_scroll(self) -> None:
+        bar = self.view.verticalScrollBar()
+        bar.setValue(bar.maximum() if self._follow else self._held)
+
+    @Slot(int, int)
+    def _on_scroll_range_changed(self, _minimum: int, _maximum: int) -> None:
+        self._keep_scroll()
+
+    @Slot(int)
+    def _on_scrolled(self, _action: int) -> None:
+        bar = self.view.verticalScrollBar()
+        position = bar.sliderPosition()  # where the action is taking the view
+        self._follow = position >= bar.maximum() - 4
+        self._held = position
 
     def _mark_claims(self) -> None:
         """Make each checked claim clickable, and dim the unsupported ones behind a warning

@@ -95,3 +95,64 @@ def test_claim_marks_stay_inside_their_own_answer(qtbot):
     shown = chat.view.toPlainText()
     assert f"{WARNING} Ugly is the best" in shown
     assert WARNING not in shown[shown.index("And later?"):shown.index("Once more?")]
+
+
+def long_answer(text):
+    claim = {"text": text.splitlines()[0], "sources": [1], "supported": True, "score": 1.0, "start": 0,
+             "end": len(text.splitlines()[0]), "support": {"n": 1, "start": 17, "end": 47, "text": "Beautiful"}}
+    return answer(text, [claim])
+
+
+def test_the_chat_follows_a_new_answer_unless_the_person_scrolled_up(qtbot):
+    """#21: after a long answer, five more answers finished while the view still showed the
+    top of the long one."""
+    chat = ChatWidget()
+    qtbot.addWidget(chat)
+    chat.resize(600, 400)
+    chat.show()
+    qtbot.waitExposed(chat)
+    bar = chat.view.verticalScrollBar()
+    long = "\n".join(f"{n}. You can choose to add documents to the list of documents [1]." for n in range(1, 120))
+    for k in range(3):
+        chat.begin_answer(f"Question {k}?")
+        for line in long.splitlines(keepends=True):
+            chat.append_piece(line)
+        qtbot.wait(60)  # a few streamed renders
+        chat.finish_answer(long_answer(long + f"\nThe end of answer {k} [1]."))
+        # the newest answer's last line is on screen: the view sits at the bottom
+        qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum(), timeout=5_000)
+        assert f"The end of answer {k}" in _visible_text(chat.view)
+
+    # scrolled up on purpose (the wheel, the scroll bar): streaming does not pull the view down
+    bar.triggerAction(bar.SliderAction.SliderToMinimum)
+    chat.begin_answer("Question 3?")
+    bar.triggerAction(bar.SliderAction.SliderToMinimum)  # up again while the answer starts
+    for line in long.splitlines(keepends=True)[:40]:
+        chat.append_piece(line)
+    qtbot.wait(200)
+    assert bar.value() == 0
+    chat.finish_answer(long_answer(long))
+    qtbot.wait(100)
+    assert bar.value() == 0, "the view jumped while the person read an earlier answer"
+    # back at the bottom, it follows again
+    bar.triggerAction(bar.SliderAction.SliderToMaximum)
+    chat.begin_answer("Question 4?")
+    for line in long.splitlines(keepends=True)[:40]:
+        chat.append_piece(line)
+    qtbot.waitUntil(lambda: bar.value() == bar.maximum() and "Question 3?" not in _visible_text(chat.view),
+                    timeout=5_000)
+
+
+def _visible_text(view) -> str:
+    """The text of the chat view's blocks that lie inside its viewport."""
+    top = view.verticalScrollBar().value()
+    bottom = top + view.viewport().height()
+    layout = view.document().documentLayout()
+    lines = []
+    block = view.document().begin()
+    while block.isValid():
+        rect = layout.blockBoundingRect(block)
+        if rect.bottom() > top and rect.top() < bottom:
+            lines.append(block.text())
+        block = block.next()
+    return "\n".join(lines)
