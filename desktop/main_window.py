@@ -27,10 +27,12 @@ from .source_viewer import SourceViewerWidget
 from .status import StatusBarWidget
 from .theme import app_icon
 from .watcher import FolderWatcher
+from .words import counted
 from .workers import EngineWorker
 
 APP_NAME = "Enclave"
 LIBRARY_REFRESH_MS = 1500
+COUNTS_REFRESH_MS = 300
 
 
 class MainWindow(QMainWindow):
@@ -91,6 +93,10 @@ class MainWindow(QMainWindow):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(LIBRARY_REFRESH_MS)
         self._refresh_timer.timeout.connect(self._on_refresh_tick)
+        self._counts_timer = QTimer(self)  # files finishing in a burst: one listing for them
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(COUNTS_REFRESH_MS)
+        self._counts_timer.timeout.connect(self._on_refresh_tick)
 
         self._wire()
         self._build_menus()
@@ -285,13 +291,15 @@ class MainWindow(QMainWindow):
             self.progress.update_progress(event.files_done, event.files_total, event.chunks_done,
                                           event.current, event.elapsed, event.eta, getattr(event, "detail", ""))
             if collection == self._collection:
-                self.library.model.set_busy(event.current or None)
+                self.library.model.track(event)
+            if getattr(event, "outcome", None) and not self._counts_timer.isActive():
+                self._counts_timer.start()  # a file finished: the counts and its row change
 
     def _on_index_result(self, report) -> None:
         data = report.to_json() if hasattr(report, "to_json") else report
         problems = len(data["failed"]) + len(data["skipped"])
         self.status.showMessage(
-            f"Indexed {data['indexed']}, unchanged {data['unchanged']}"
+            f"Indexed {counted(data['indexed'], 'file')}, unchanged {data['unchanged']}"
             + (f", {problems} not indexed (see the document list)" if problems else "")
             + (" — cancelled" if data["cancelled"] else ""), 8000)
         self.indexing_finished.emit(data)
@@ -299,7 +307,7 @@ class MainWindow(QMainWindow):
     def _on_index_job_finished(self) -> None:
         if not self.client.pending("index"):
             self.progress.end()
-            self.library.model.set_busy(None)
+            self.library.model.end_run()
             self._refresh_timer.stop()
         self._refresh_library()
 
@@ -456,6 +464,7 @@ class MainWindow(QMainWindow):
         if name == self._collection:
             return
         self._collection = name
+        self.library.model.end_run()  # a run's files are shown in their own collection only
         self._show_collection_conversation()
 
     def _show_collection_conversation(self) -> None:
