@@ -65,6 +65,7 @@ class DocumentTableModel(QAbstractTableModel):
         # While a run goes on, every file of it: path -> {"state", "reason", "detail"}; shown
         # over the catalog's row (or as a row of its own before the catalog has one).
         self._run: dict[str, dict] = {}
+        self._where: dict[str, int] = {}  # path -> row
 
     def set_documents(self, rows: list[dict]) -> None:
         self.beginResetModel()
@@ -75,6 +76,7 @@ class DocumentTableModel(QAbstractTableModel):
             if path not in known:
                 self._rows.append({"path": path, "pages": None, "chunks": 0, **run})
         self._rows.sort(key=lambda r: Path(r["path"]).name.lower())
+        self._where = {r["path"]: i for i, r in enumerate(self._rows)}
         self.endResetModel()
 
     def track(self, event) -> None:
@@ -84,17 +86,29 @@ class DocumentTableModel(QAbstractTableModel):
         if event.files:
             for path in event.files:
                 self._run[path] = {"state": "queued", "reason": None, "detail": ""}
-        elif event.current and event.outcome:
-            if event.outcome["state"] == "unchanged":
-                self._run.pop(event.current, None)  # the catalog's row says it all
-            else:
-                self._run[event.current] = {"state": event.outcome["state"], "reason": event.outcome.get("reason"),
-                                            "detail": ""}
-        elif event.current:
-            self._run[event.current] = {"state": "indexing", "reason": None, "detail": event.detail or ""}
-        else:
+            self.set_documents(self._catalog)
             return
-        self.set_documents(self._catalog)
+        if not event.current:
+            return
+        path = event.current
+        if event.outcome and event.outcome["state"] == "unchanged":
+            run = self._run.pop(path, None)  # the catalog's row says it all
+            catalog = next((r for r in self._catalog if r["path"] == path), None)
+            if run is None or catalog is None:
+                return
+            update = {k: catalog.get(k) for k in ("state", "reason")} | {"detail": ""}
+        elif event.outcome:
+            update = self._run[path] = {"state": event.outcome["state"], "reason": event.outcome.get("reason"),
+                                        "detail": ""}
+        else:
+            update = self._run[path] = {"state": "indexing", "reason": None, "detail": event.detail or ""}
+        row = self._where.get(path)
+        if row is None:
+            self.set_documents(self._catalog)  # not listed yet (a file the run found late)
+            return
+        # One row changes: a whole reset per file made the window fall behind a fast run.
+        self._rows[row].update(update)
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.HEADERS) - 1))
 
     def end_run(self) -> None:
         """The run ended (or was cancelled): files it did not reach are not listed any more."""

@@ -42,6 +42,7 @@ def test_every_file_of_a_run_shows_its_state_and_the_counts_follow(qtbot, window
                               for r in range(model.rowCount())})
 
     model.modelReset.connect(on_reset)
+    model.dataChanged.connect(lambda *_: on_reset())
     window.indexing_finished.connect(finished.append)
     events = []
     window.worker.progress.connect(lambda job, event: events.append(event))
