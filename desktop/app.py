@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtWidgets import QApplication
 
 from rag.config import resolve_data_dir
@@ -73,10 +76,45 @@ def create_main_window(
     return window
 
 
+def close_on_signals(app: QApplication, window: MainWindow) -> None:
+    """Ctrl-C in the terminal (SIGINT) or SIGTERM closes the window as Quit does: the engine's
+    process is shut down and waited for, then the application ends.
+
+    Python runs a signal handler only when the interpreter runs, and Qt's event loop waits in
+    C++: the signal's byte on a wakeup socket wakes the loop, whose Python slot lets the
+    handler run. Without this, Ctrl-C did nothing until some slot ran, and then raised
+    KeyboardInterrupt inside it. A second signal ends the process at once (the default
+    action); the engine's process dies with it (die_with_parent).
+    """
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Read, app)
+
+    def drain() -> None:
+        try:
+            reader.recv(64)
+        except OSError:
+            pass
+
+    def on_signal(signum, _frame) -> None:
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_DFL)
+        logging.getLogger(__name__).info("%s: closing", signal.Signals(signum).name)
+        QTimer.singleShot(0, lambda: (window.close(), app.quit()))
+
+    notifier.activated.connect(drain)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    app._signal_wakeup = (reader, writer, notifier)  # kept as long as the application
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = _application(sys.argv)
     window = create_main_window()
+    close_on_signals(app, window)
     window.show()
     return app.exec()
 

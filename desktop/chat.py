@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor, QTextDocument
+from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QTextBrowser,
     QToolTip, QVBoxLayout, QWidget,
@@ -152,6 +152,15 @@ class ChatWidget(QWidget):
         self.view.setAcceptDrops(False)
         self.view.anchorClicked.connect(self._on_anchor_clicked)
         self.view.setPlaceholderText("Ask a question about your documents. Answers cite their sources.")
+        # The view follows the newest text to the bottom, as chat apps do, until the person
+        # scrolls up to read; a new question follows again. The document is laid out after
+        # setMarkdown returns (and in steps, when long), so the bottom is re-applied each time
+        # the scroll range grows, not once per render.
+        self._follow = True
+        self._held = 0  # where the person left the view when not following
+        bar = self.view.verticalScrollBar()
+        bar.rangeChanged.connect(self._on_scroll_range_changed)
+        bar.actionTriggered.connect(self._on_scrolled)  # the wheel, the keys, the bar: the person
 
         self.cards = SourceCardsWidget()
         self.cards.source_activated.connect(self.citation_clicked)
@@ -214,11 +223,13 @@ class ChatWidget(QWidget):
             self._messages.append(message)
         last = next((m for m in reversed(self._messages) if m["role"] == "assistant"), None)
         self.cards.set_sources(last["sources"] if last else [])
+        self._follow = True  # an opened conversation shows its latest answer
         self._render()
 
     def add_waiting(self, question: str) -> None:
         """A question asked during an answer: shown below it until its own answer begins."""
         self._waiting.append(question)
+        self._follow = True
         self._render()
 
     def waiting(self) -> list[str]:
@@ -232,6 +243,7 @@ class ChatWidget(QWidget):
         self.cards.set_sources([])
         self.set_busy(True)
         self.status.setText("Searching your documents…")
+        self._follow = True  # a new question is followed to its answer
         self._render()
 
     def append_piece(self, piece) -> None:
@@ -336,7 +348,7 @@ class ChatWidget(QWidget):
                         _quote_block(q, i, j) for j, q in enumerate(message["quotes"]))
                 elif message.get("quote"):
                     block += _quote_block(message["quote"], i, 0) + "\n\n"
-                block += body
+                block += _no_rules(body)
                 if message["sources"]:
                     lines = [f"- [{_md(source_label(s))}]({CITE_SCHEME}:{i}/{s['n']})" for s in message["sources"]]
                     block += "\n\n*Sources*\n\n" + "\n".join(lines)
@@ -347,30 +359,53 @@ class ChatWidget(QWidget):
 
     @Slot()
     def _render(self) -> None:
-        bar = self.view.verticalScrollBar()
-        at_bottom = bar.value() >= bar.maximum() - 4
         self.view.setMarkdown(self.markdown())
         self._mark_claims()
-        if at_bottom or self.is_busy():
-            bar.setValue(bar.maximum())
+        self._keep_scroll()
+
+    def _keep_scroll(self) -> None:
+        bar = self.view.verticalScrollBar()
+        bar.setValue(bar.maximum() if self._follow else self._held)
+
+    @Slot(int, int)
+    def _on_scroll_range_changed(self, _minimum: int, _maximum: int) -> None:
+        self._keep_scroll()
+
+    @Slot(int)
+    def _on_scrolled(self, _action: int) -> None:
+        bar = self.view.verticalScrollBar()
+        position = bar.sliderPosition()  # where the action is taking the view
+        self._follow = position >= bar.maximum() - 4
+        self._held = position
 
     def _mark_claims(self) -> None:
         """Make each checked claim clickable, and dim the unsupported ones behind a warning
         mark with a tooltip. The Markdown renderer knows nothing of claims, so each is
-        found in the rendered text, in order, after its message's quote."""
+        found in the rendered text, in order, after its message's quote, and only inside its
+        own message: a claim not found there (a list number, a word the renderer changed) is
+        left unmarked rather than matched in a later message's quote, number or file name."""
         document = self.view.document()
         dim = self.palette().color(QPalette.PlaceholderText)
-        cursor = QTextCursor(document)
-        for i, message in enumerate(self._messages):
+        bounds = _message_bounds(document)
+        # Last message first: a mark inserted shifts only the text after it.
+        for i in reversed(range(len(self._messages))):
+            message = self._messages[i]
             if message["role"] != "assistant" or not message.get("claims") or unsupported_everywhere(message):
                 continue
-            position = cursor.position() if not cursor.isNull() else 0
+            if i + 1 >= len(bounds):
+                break  # the rendering does not have this message's block (never, unless it changed)
+            position, end = bounds[i], bounds[i + 1]
+
+            def find(text: str, start: int) -> QTextCursor | None:
+                found = document.find(_needle(text), start, QTextDocument.FindCaseSensitively)
+                return None if found.isNull() or found.selectionEnd() > end else found
+
             if message.get("quote"):
-                found = document.find(_needle(message["quote"]["text"]), position, QTextDocument.FindCaseSensitively)
-                position = found.position() if not found.isNull() else position
+                found = find(message["quote"]["text"], position)
+                position = found.position() if found is not None else position
             for j, claim in enumerate(message["claims"]):
-                found = document.find(_needle(claim["text"]), position, QTextDocument.FindCaseSensitively)
-                if found.isNull():
+                found = find(claim["text"], position)
+                if found is None:
                     continue
                 position = found.position()
                 fmt = QTextCharFormat()
@@ -385,8 +420,7 @@ class ChatWidget(QWidget):
                     mark.setPosition(found.selectionStart())
                     mark.insertText(f"{WARNING} ", fmt)
                     position += 2
-            cursor = QTextCursor(document)
-            cursor.setPosition(position)
+                    end += 2
 
     def claim_formats(self, text: str) -> QTextCharFormat | None:
         """The format the chat view gives the first occurrence of `text` (for tests)."""
@@ -438,6 +472,19 @@ def _quote_block(quote: dict, message: int, j: int) -> str:
     return f"> \u201c{_md(text)}\u201d \u2014 [{_md(place(quote['source']))}]({CITE_SCHEME}:{message}/q{j})"
 
 
+def _message_bounds(document: QTextDocument) -> list[int]:
+    """Where each rendered message begins, and the document's end: messages are separated by
+    the horizontal rules `markdown()` puts between them (a rule inside a message is escaped)."""
+    bounds = [0]
+    block = document.begin()
+    while block.isValid():
+        if block.blockFormat().hasProperty(QTextFormat.BlockTrailingHorizontalRulerWidth):
+            bounds.append(block.position())
+        block = block.next()
+    bounds.append(document.characterCount())
+    return bounds
+
+
 def _needle(text: str) -> str:
     """What of a sentence survives Markdown rendering next to a citation link: its words up
     to the closing punctuation (the link sits before the full stop)."""
@@ -450,4 +497,13 @@ def _md(text: str) -> str:
 
 
 def _quote(text: str) -> str:
-    return _md(text).replace("\n", "  \n")
+    return _no_rules(_md(text)).replace("\n", "  \n")
+
+
+_RULE = re.compile(r"^( {0,3})([-*_])(?=(?:[ \t]*\2){2,}[ \t]*$)", re.MULTILINE)
+
+
+def _no_rules(text: str) -> str:
+    """Escape a line that Markdown would draw as a horizontal rule: the rules between
+    messages are how the claim marks find each message's own text (`_message_bounds`)."""
+    return _RULE.sub(r"\1\\\2", text)

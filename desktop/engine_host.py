@@ -31,6 +31,7 @@ import inspect
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -201,6 +202,10 @@ def main(argv: list[str]) -> int:
     from rag.children import die_with_parent
 
     die_with_parent()
+    # Ctrl-C in a terminal reaches every process of its group; the window shuts this one down
+    # (and waits for it), so here it would only print a KeyboardInterrupt traceback mid-job
+    # and leave the window waiting. The model host and reader processes inherit the ignore.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.dup2(2, 1)  # nothing may print into the protocol
     conn = Connection(int(argv[1]))

@@ -128,7 +128,10 @@ def _ask(question, collection, conversation, engine, job):
 
     store = engine.conversations
     conversation_id = conversation
-    if conversation_id is None or store.get(conversation_id) is None:
+    row = store.get(conversation_id) if conversation_id is not None else None
+    if row is None or row.collection != collection:
+        # A conversation belongs to one collection: its earlier turns join a follow-up's
+        # search, and they were answered from other documents.
         conversation_id = store.create(collection=collection)
     history = store.history(conversation_id)
     if store.get(conversation_id).title == "New conversation":
@@ -155,7 +158,12 @@ def conversations(engine, job) -> list[dict]:
 
 
 def create_conversation(collection: str):
-    return partial(_conversations, "create", collection)
+    return partial(_create_conversation, collection)
+
+
+def _create_conversation(collection, engine, job) -> int:
+    # By name: the first positional parameter is the title, which the first question sets.
+    return engine.conversations.create(collection=collection)
 
 
 def rename_conversation(conversation: int, title: str):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal, Slot
@@ -60,28 +61,59 @@ class DocumentTableModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self._rows: list[dict] = []
-        self._busy: dict[str, str] = {}  # path -> "indexing"/"queued" while a job runs
+        self._catalog: list[dict] = []  # the rows as the engine last listed them
+        # While a run goes on, every file of it: path -> {"state", "reason", "detail"}; shown
+        # over the catalog's row (or as a row of its own before the catalog has one).
+        self._run: dict[str, dict] = {}
+        self._where: dict[str, int] = {}  # path -> row
 
     def set_documents(self, rows: list[dict]) -> None:
         self.beginResetModel()
-        self._rows = list(rows)
+        self._catalog = list(rows)
+        self._rows = [dict(r, **self._run[r["path"]]) if r["path"] in self._run else r for r in rows]
         known = {r["path"] for r in self._rows}
-        for path, state in self._busy.items():
+        for path, run in self._run.items():
             if path not in known:
-                self._rows.append({"path": path, "state": state, "reason": None, "pages": None, "chunks": 0})
+                self._rows.append({"path": path, "pages": None, "chunks": 0, **run})
         self._rows.sort(key=lambda r: Path(r["path"]).name.lower())
+        self._where = {r["path"]: i for i, r in enumerate(self._rows)}
         self.endResetModel()
 
-    def set_busy(self, path: str | None) -> None:
-        """Mark the file being indexed (None: nothing)."""
-        self._busy = {path: "indexing"} if path else {}
-        if path and path not in self.paths():
-            self.set_documents([r for r in self._rows if r["state"] != "indexing"])
+    def track(self, event) -> None:
+        """An indexing run's progress (rag.types.Progress): its files are listed as queued at
+        its start, then each shows indexing (with how far, in a long scan), and indexed,
+        unchanged, skipped or failed with its reason as it finishes."""
+        if event.files:
+            for path in event.files:
+                self._run[path] = {"state": "queued", "reason": None, "detail": ""}
+            self.set_documents(self._catalog)
             return
-        for row_number, row in enumerate(self._rows):
-            if row["path"] == path and row["state"] != "indexed":
-                row["state"] = "indexing"
-                self.dataChanged.emit(self.index(row_number, 0), self.index(row_number, 3))
+        if not event.current:
+            return
+        path = event.current
+        if event.outcome and event.outcome["state"] == "unchanged":
+            run = self._run.pop(path, None)  # the catalog's row says it all
+            catalog = next((r for r in self._catalog if r["path"] == path), None)
+            if run is None or catalog is None:
+                return
+            update = {k: catalog.get(k) for k in ("state", "reason")} | {"detail": ""}
+        elif event.outcome:
+            update = self._run[path] = {"state": event.outcome["state"], "reason": event.outcome.get("reason"),
+                                        "detail": ""}
+        else:
+            update = self._run[path] = {"state": "indexing", "reason": None, "detail": event.detail or ""}
+        row = self._where.get(path)
+        if row is None:
+            self.set_documents(self._catalog)  # not listed yet (a file the run found late)
+            return
+        # One row changes: a whole reset per file made the window fall behind a fast run.
+        self._rows[row].update(update)
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(self.HEADERS) - 1))
+
+    def end_run(self) -> None:
+        """The run ended (or was cancelled): files it did not reach are not listed any more."""
+        self._run = {}
+        self.set_documents(self._catalog)
 
     def document(self, row: int) -> dict:
         return self._rows[row]
@@ -109,12 +141,16 @@ class DocumentTableModel(QAbstractTableModel):
             if column == 0:
                 return Path(row["path"]).name
             if column == 1:
-                return state_label(row["state"], row.get("reason"))
+                label = state_label(row["state"], row.get("reason"))
+                share = _share(row.get("detail", "")) if row["state"] == "indexing" else None
+                return f"{label} {share}%" if share is not None else label
             if column == 2:
                 return "" if row.get("pages") is None else str(row["pages"])
             return str(row.get("chunks") or 0)
         if role == Qt.ToolTipRole:
             tip = row["path"]
+            if row.get("detail"):
+                tip += "\n" + row["detail"]
             if row.get("reason"):
                 tip += "\n" + shown_reason(row["state"], row["reason"])
             return tip
@@ -162,10 +198,16 @@ class LibraryWidget(QWidget):
         self.table.verticalHeader().hide()
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
+        # One line a document; the name takes the room and, when cut, keeps its start and its
+        # extension ("quarterly-…-2024.pdf"); the tooltip has the full path.
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.ElideMiddle)
         header = self.table.horizontalHeader()
+        header.setMinimumSectionSize(36)
         header.setSectionResizeMode(0, QHeaderView.Stretch)
         for column in (1, 2, 3):
             header.setSectionResizeMode(column, QHeaderView.ResizeToContents)
+        self.table.setColumnHidden(2, True)  # pages: in the details below; the name needs the room
         self.table.selectionModel().currentRowChanged.connect(self._on_document_changed)
         self.table.activated.connect(self._on_document_activated)  # a double-click, or Enter
 
@@ -302,6 +344,14 @@ class LibraryWidget(QWidget):
         paths = self.selected_paths() or self.model.paths()
         if paths:
             self.reindex_requested.emit(paths)
+
+
+def _share(detail: str) -> int | None:
+    """How far a reader is inside a long file: "reading scanned page 3 of 40" is 7 %."""
+    found = re.search(r"(\d+) of (\d+)", detail or "")
+    if not found or int(found.group(2)) == 0:
+        return None
+    return min(99, int(100 * (int(found.group(1)) - 1) / int(found.group(2))))
 
 
 def _heading(text: str) -> QLabel:

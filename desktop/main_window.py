@@ -28,10 +28,12 @@ from .source_viewer import SourceViewerWidget
 from .status import StatusBarWidget
 from .theme import app_icon
 from .watcher import FolderWatcher
+from .words import counted
 from .workers import EngineWorker
 
 APP_NAME = "Enclave"
 LIBRARY_REFRESH_MS = 1500
+COUNTS_REFRESH_MS = 300
 
 
 class MainWindow(QMainWindow):
@@ -54,6 +56,7 @@ class MainWindow(QMainWindow):
         worker.data_damaged.connect(self._on_data_damaged)
         self._collection = jobs.DEFAULT_COLLECTION
         self._conversation: int | None = None
+        self._conversation_rows: list[dict] = []  # as last listed: id, title, collection, newest first
         # Every question asked is answered in turn or ends with a message; none is dropped.
         self.answers = AnswerQueue(self.client, lambda: self._conversation, self._answer_stall_s, self)
         self._started = False
@@ -92,6 +95,10 @@ class MainWindow(QMainWindow):
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(LIBRARY_REFRESH_MS)
         self._refresh_timer.timeout.connect(self._on_refresh_tick)
+        self._counts_timer = QTimer(self)  # files finishing in a burst: one listing for them
+        self._counts_timer.setSingleShot(True)
+        self._counts_timer.setInterval(COUNTS_REFRESH_MS)
+        self._counts_timer.timeout.connect(self._on_refresh_tick)
 
         self._wire()
         self._build_menus()
@@ -202,7 +209,7 @@ class MainWindow(QMainWindow):
             collection = jobs.DEFAULT_COLLECTION
         self._user_indexed = True
         if collection != self._collection:
-            self._collection = collection
+            self._set_collection(collection)
             self._refresh_library(collection)
         for folder in (p for p in paths if os.path.isdir(p)):
             self.watcher.watch(folder, collection)
@@ -315,13 +322,15 @@ class MainWindow(QMainWindow):
             self.progress.update_progress(event.files_done, event.files_total, event.chunks_done,
                                           event.current, event.elapsed, event.eta, getattr(event, "detail", ""))
             if collection == self._collection:
-                self.library.model.set_busy(event.current or None)
+                self.library.model.track(event)
+            if getattr(event, "outcome", None) and not self._counts_timer.isActive():
+                self._counts_timer.start()  # a file finished: the counts and its row change
 
     def _on_index_result(self, report) -> None:
         data = report.to_json() if hasattr(report, "to_json") else report
         problems = len(data["failed"]) + len(data["skipped"])
         self.status.showMessage(
-            f"Indexed {data['indexed']}, unchanged {data['unchanged']}"
+            f"Indexed {counted(data['indexed'], 'file')}, unchanged {data['unchanged']}"
             + (f", {problems} not indexed (see the document list)" if problems else "")
             + (" — cancelled" if data["cancelled"] else ""), 8000)
         self.indexing_finished.emit(data)
@@ -329,7 +338,7 @@ class MainWindow(QMainWindow):
     def _on_index_job_finished(self) -> None:
         if not self.client.pending("index"):
             self.progress.end()
-            self.library.model.set_busy(None)
+            self.library.model.end_run()
             self._refresh_timer.stop()
         self._refresh_library()
 
@@ -354,7 +363,7 @@ class MainWindow(QMainWindow):
         listed = [self.library.collections.item(i).text() for i in range(self.library.collections.count())]
         if (data["collection"] != self._collection or listed != data["collections"]
                 or self.library.current_collection() != data["collection"]):
-            self._collection = data["collection"]
+            self._set_collection(data["collection"])
             self.library.blockSignals(True)
             self.library.set_collections(data["collections"], data["collection"])
             self.library.blockSignals(False)
@@ -369,7 +378,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_collection_selected(self, name: str) -> None:
         if name and name != self._collection:
-            self._collection = name
+            self._set_collection(name)
             self._refresh_library()
 
     @Slot(str, str)
@@ -380,7 +389,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_collection_delete_requested(self, name: str) -> None:
         self.watcher.unwatch_collection(name)
-        self._collection = jobs.DEFAULT_COLLECTION if name != jobs.DEFAULT_COLLECTION else name
+        self._set_collection(jobs.DEFAULT_COLLECTION)
         self._library_change(jobs.delete_collection(name), select=jobs.DEFAULT_COLLECTION)
 
     # --- a damaged data folder ---------------------------------------------------------------
@@ -444,9 +453,13 @@ class MainWindow(QMainWindow):
             return Settings.answer_stall_s
 
     def _on_answer_result(self, result: dict) -> None:
-        self._conversation = result["conversation"]
+        shown, self._conversation = self._conversation, result["conversation"]
         answer = result["answer"]
         self.chat.finish_answer(answer, stopped=result["stopped"])
+        if shown is not None and shown != self._conversation:
+            # The engine started a new conversation (the shown one is another collection's):
+            # show that one, not the old one with this answer below it.
+            self.client.run(jobs.messages(self._conversation), on_result=self.chat.set_messages)
         self._refresh_conversations()  # a first answer titles its conversation
         self.answer_finished.emit({k: v for k, v in answer.items() if k != "question"})
 
@@ -463,13 +476,41 @@ class MainWindow(QMainWindow):
 
     def _refresh_conversations(self, select_latest: bool = False) -> None:
         def show(rows):
-            # Not while a question is answered: it already chose (or made) its conversation.
-            if select_latest and rows and self._conversation is None and not self.is_answering():
-                self._conversation = rows[0]["id"]
-                self.client.run(jobs.messages(self._conversation), on_result=self.chat.set_messages)
+            self._conversation_rows = rows
+            shown = self._conversation_collection()
+            if (select_latest and self._conversation is None) or shown not in (None, self._collection):
+                self._show_collection_conversation()  # a collection chosen during an answer: now
             self.conversations.set_conversations(rows, self._conversation)
 
         self.client.run(jobs.conversations, name="conversations", on_result=show)
+
+    def _conversation_collection(self) -> str | None:
+        row = next((r for r in self._conversation_rows if r["id"] == self._conversation), None)
+        return row["collection"] if row else None
+
+    def _set_collection(self, name: str) -> None:
+        """Choose the collection questions are asked in; the chat follows it to its own
+        conversation (a conversation's earlier turns join follow-ups' searches, and they
+        were answered from that collection's documents)."""
+        if name == self._collection:
+            return
+        self._collection = name
+        self.library.model.end_run()  # a run's files are shown in their own collection only
+        self._show_collection_conversation()
+
+    def _show_collection_conversation(self) -> None:
+        """Show the chosen collection's latest conversation, or an empty chat whose first
+        question starts one. Not while a question is answered: it already chose (or made)
+        its conversation; the switch happens when the answers end."""
+        if self.is_answering() or self._conversation_collection() == self._collection:
+            return
+        latest = next((r for r in self._conversation_rows if r["collection"] == self._collection), None)
+        self._conversation = latest["id"] if latest else None
+        if latest is None:
+            self.chat.set_messages([])
+        else:
+            self.client.run(jobs.messages(latest["id"]), on_result=self.chat.set_messages)
+        self.conversations.select_conversation(self._conversation)
 
     def _refused_while_answering(self) -> bool:
         """Questions in flight belong to the conversation shown: keep it until they are done."""
@@ -485,6 +526,11 @@ class MainWindow(QMainWindow):
         if conversation != self._conversation and not self._refused_while_answering():
             self._conversation = conversation
             self.client.run(jobs.messages(conversation), on_result=self.chat.set_messages)
+            collection = self._conversation_collection()
+            if collection and collection != self._collection and collection in self._collections:
+                # Its follow-ups are asked in its own collection: the library shows that one.
+                self._collection = collection
+                self._refresh_library(collection)
 
     @Slot()
     def _on_new_conversation_requested(self) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
+from .words import counted
+
 
 
 def format_eta(seconds: float | None) -> str:
@@ -63,8 +65,9 @@ class IndexProgressWidget(QWidget):
     def update_progress(self, files_done: int, files_total: int, chunks_done: int, current: str,
                         elapsed: float, eta: float | None, detail: str = "") -> None:
         self.bar.setRange(0, max(files_total, 1))
+        self.bar.setFormat(f"%v / %m {'file' if files_total == 1 else 'files'}")
         self.bar.setValue(files_done)
-        self._last = (files_done, chunks_done, current, elapsed, eta, detail)
+        self._last = (files_done, files_total, chunks_done, current, elapsed, eta, detail)
         self._show_label()
 
     def _show_label(self) -> None:
@@ -73,13 +76,17 @@ class IndexProgressWidget(QWidget):
             parts.append(f"Looking at {self._what}…")
             self.label.setText("  ·  ".join(parts))
             return
-        files_done, chunks_done, current, elapsed, eta, detail = self._last
-        name = Path(current).name if current else "finishing…"
+        files_done, files_total, chunks_done, current, elapsed, eta, detail = self._last
+        if current:
+            name = Path(current).name
+        else:
+            name = "finishing…" if files_done >= files_total else f"{counted(files_total, 'file')} found"
         parts.append(f"{name}: {detail}" if detail and current else name)
         if chunks_done and elapsed > 0:
             parts.append(f"{chunks_done / elapsed:.0f} chunks/s")
-        # Unchanged and skipped files go by in a blink: no ETA until the rate means something.
-        parts.append(format_eta(eta if files_done >= 3 and elapsed >= 2 else None))
+        # The engine's ETA comes from the bytes read per second, known once the first file
+        # needing a read is done (unchanged files, which go by in a blink, do not count).
+        parts.append(format_eta(eta))
         self.label.setText("  ·  ".join(parts))
         self.label.setToolTip(current)
 

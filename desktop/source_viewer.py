@@ -43,6 +43,79 @@ def search_phrases(passage: str, hint: str = "", limit: int = 12) -> list[str]:
     return out[:limit]
 
 
+def word_pairs(passage: str, limit: int = 12) -> list[str]:
+    """Two-word pieces of a passage, for one whose words are not on one line of the page (a
+    table's column, a form's labels): "Blood Pressure", "Heart Rate", ..."""
+    words = [w for w in passage.split() if len(w) > 1]
+    pairs = [" ".join(words[i:i + 2]) for i in range(0, max(len(words) - 1, 1), 2)]
+    return [p for p in dict.fromkeys(pairs) if len(p) >= 6][:limit]
+
+
+class PdfPageView(QPdfView):
+    """QPdfView with the cited passage marked by the viewer itself: QPdfView's own search
+    highlight (a grey-blue fill in a cyan frame) made the cited row read as disabled. The mark
+    is a translucent amber multiplied over the page, so the text under it stays black, with a
+    darker amber outline."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.marks: list[tuple[int, QRectF]] = []  # (0-based page, rectangle in PDF points)
+
+    def set_marks(self, marks: list[tuple[int, QRectF]]) -> None:
+        self.marks = list(marks)
+        self.viewport().update()
+
+    def page_rect(self, page: int) -> QRectF | None:
+        """Where `page` is drawn, in viewport pixels (QPdfView's own layout for MultiPage and
+        FitToWidth: pages stacked inside the document margins, `pageSpacing` apart)."""
+        document = self.document()
+        if document is None or document.status() != QPdfDocument.Status.Ready or page >= document.pageCount():
+            return None
+        margins, width = self.documentMargins(), self.viewport().width()
+        resolution = self.logicalDpiY() / 72
+        inner = width - margins.left() - margins.right()
+        y = margins.top()
+        for number in range(page + 1):
+            size = document.pagePointSize(number)
+            pixels = QSize(round(size.width() * resolution), round(size.height() * resolution))
+            factor = inner / max(pixels.width(), 1)
+            page_size = QSize(round(pixels.width() * factor), round(pixels.height() * factor))
+            if number == page:
+                x = (max(page_size.width() + margins.left() + margins.right(), width) - page_size.width()) // 2
+                return QRectF(x - self.horizontalScrollBar().value(), y - self.verticalScrollBar().value(),
+                              page_size.width(), page_size.height())
+            y += page_size.height() + self.pageSpacing()
+        return None
+
+    def mark_rects(self) -> list[QRectF]:
+        """The marks in viewport pixels."""
+        rects = []
+        for page, rect in self.marks:
+            where = self.page_rect(page)
+            size = self.document().pagePointSize(page) if where is not None else None
+            if where is None or size.width() <= 0:
+                continue
+            scale = where.width() / size.width()
+            rects.append(QRectF(where.left() + rect.left() * scale, where.top() + rect.top() * scale,
+                                rect.width() * scale, rect.height() * scale).adjusted(-2, -1, 2, 1))
+        return rects
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        super().paintEvent(event)
+        rects = self.mark_rects()
+        if not rects:
+            return
+        painter = QPainter(self.viewport())
+        painter.setCompositionMode(QPainter.CompositionMode_Multiply)  # white turns amber, ink stays
+        for rect in rects:
+            painter.fillRect(rect, HIGHLIGHT)
+        painter.setCompositionMode(QPainter.CompositionMode_SourceOver)
+        painter.setPen(QPen(QColor(HIGHLIGHT).darker(150), 1.5))
+        for rect in rects:
+            painter.drawRect(rect)
+        painter.end()
+
+
 def _qt_position(text: str, index: int) -> int:
     """A document position for a str index: Qt counts UTF-16 units, so an emoji counts two."""
     return len(text[:index].encode("utf-16-le")) // 2
@@ -69,11 +142,10 @@ class SourceViewerWidget(QWidget):
         self.document = QPdfDocument(self)
         self.search = QPdfSearchModel(self)
         self.search.setDocument(self.document)
-        self.pdf_view = QPdfView()
+        self.pdf_view = PdfPageView()
         self.pdf_view.setObjectName("sourcePdfView")
         self.pdf_view.setAccessibleName("Cited PDF page")
         self.pdf_view.setDocument(self.document)
-        self.pdf_view.setSearchModel(self.search)
         self.pdf_view.setPageMode(QPdfView.PageMode.MultiPage)
         self.pdf_view.setZoomMode(QPdfView.ZoomMode.FitToWidth)
 
@@ -225,20 +297,30 @@ class SourceViewerWidget(QWidget):
 
     def _highlight_pdf(self, passage: str, page: int, hint: str) -> QPointF | None:
         self.highlighted_text = ""
+        self.pdf_view.set_marks([])
+        found: list[tuple[str, list[QRectF]]] = []
         for phrase in search_phrases(passage, hint):
-            self.search.setSearchString(phrase)
-            results = self.search.resultsOnPage(page)
-            if results:
-                before = sum(len(self.search.resultsOnPage(p)) for p in range(page))
-                self.pdf_view.setCurrentSearchResultIndex(before)
-                self.highlighted_text = phrase
-                rects = results[0].rectangles()
-                if rects:
-                    top = rects[0].topLeft()
-                    return QPointF(0, max(top.y() - 40, 0))
-                return None
+            rects = self._find_on_page(phrase, page)
+            if rects:
+                found = [(phrase, rects)]
+                break
+        else:
+            # The passage's words lie on different lines of the page (a table's column, a
+            # form): mark each pair of its words found there.
+            found = [(pair, rects) for pair in word_pairs(passage) if (rects := self._find_on_page(pair, page))]
         self.search.setSearchString("")
-        return None
+        if not found:
+            return None
+        self.highlighted_text = " ".join(phrase for phrase, _ in found)
+        self.pdf_view.set_marks([(page, rect) for _, rects in found for rect in rects])
+        top = min(rect.top() for _, rects in found for rect in rects)
+        return QPointF(0, max(top - 40, 0))
+
+    def _find_on_page(self, phrase: str, page: int) -> list[QRectF]:
+        """The rectangles (PDF points) of the first place `phrase` is on `page`."""
+        self.search.setSearchString(phrase)
+        results = self.search.resultsOnPage(page)
+        return list(results[0].rectangles()) if results else []
 
     def show_text(self, source: dict, text: str) -> None:
         """Show a document's text, scrolled to the source's supporting passage, highlighted."""

@@ -7,6 +7,7 @@ from pathlib import Path
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from .theme import app_icon
+from .words import counted
 
 PRIVACY = "Offline: nothing leaves this machine"
 PRIVACY_TIP = "Enclave makes no network connections: documents, questions and answers stay here."
@@ -63,7 +64,8 @@ class StatusBarWidget(QStatusBar):
         self.privacy.setToolTip(PRIVACY_TIP)
 
     def set_stats(self, stats: dict) -> None:
-        self.counts.setText(f"{stats.get('documents', 0)} documents · {stats.get('chunks', 0)} chunks")
+        self.counts.setText(f"{counted(stats.get('documents', 0), 'document')} · "
+                            f"{counted(stats.get('chunks', 0), 'chunk')}")
 
     def set_team(self, hosts: list[str], problem: str | None = None) -> None:
         """Name the team servers in use (none: hidden); a problem reaching them goes in the tip."""

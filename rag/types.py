@@ -95,9 +95,25 @@ class Progress:
     current: str
     elapsed: float
     detail: str = ""  # what the reader is doing inside `current` ("reading scanned page 3 of 40")
+    # The run's files, in the first event only (a list to show as queued, sent once).
+    files: tuple[str, ...] = ()
+    # `current` has just finished: {"state": indexed/unchanged/skipped/failed, "reason": ...}.
+    outcome: dict | None = None
+    # Bytes of the files that must be read, and of those read so far, and the seconds spent
+    # reading them: the ETA's rate. Files counted alone mislead: unchanged ones go by in a
+    # blink, and one scanned file takes minutes.
+    bytes_done: int = 0
+    bytes_total: int = 0
+    read_elapsed: float = 0.0
 
     @property
     def eta(self) -> float | None:
+        """Seconds left: from the bytes read per second once a file has been read; from files
+        per second when nothing needs reading; None until either is known."""
+        if self.bytes_total:
+            if self.bytes_done <= 0 or self.read_elapsed <= 0:
+                return None
+            return self.read_elapsed / self.bytes_done * max(0, self.bytes_total - self.bytes_done)
         if self.files_done == 0:
             return None
         return self.elapsed / self.files_done * (self.files_total - self.files_done)

@@ -33,6 +33,9 @@ from ..types import SETTLED, Chunk, IndexReport, LoadedDocument, Progress  # noq
 log = logging.getLogger(__name__)
 
 FLUSH_CHUNKS = 256  # embed once this many chunks wait: full batches, bounded memory
+# ... or once the oldest waited this long: the documents read so far become searchable and
+# counted while a long run goes on, instead of all at its end.
+FLUSH_SECONDS = 2.0
 HASH_BLOCK = 1 << 20
 
 
@@ -124,9 +127,25 @@ class Indexer:
         self.index.recover()
         pending: list[_Pending] = []
         done = chunks_done = 0
+        reading = {"bytes_done": 0, "bytes_total": 0, "started": None}
 
-        def progress(current: str, detail: str = "") -> Progress:
-            return Progress(done, len(files), chunks_done, current, time.perf_counter() - started, detail)
+        def progress(current: str, detail: str = "", outcome: dict | None = None) -> Progress:
+            now = time.perf_counter()
+            return Progress(done, len(files), chunks_done, current, now - started, detail,
+                            outcome=outcome, bytes_done=reading["bytes_done"],
+                            bytes_total=reading["bytes_total"],
+                            read_elapsed=now - reading["started"] if reading["started"] else 0.0)
+
+        def outcome_of(path: str, problems_before: int, state: str) -> dict:
+            """What became of `path`: a failure or skip it added to the report, else `state`."""
+            if len(report.failed) + len(report.skipped) > problems_before:
+                for state_, items in (("failed", report.failed), ("skipped", report.skipped)):
+                    if items and items[-1]["path"] == path:
+                        return {"state": state_, "reason": items[-1]["reason"]}
+            return {"state": state, "reason": None}
+
+        if files:
+            yield Progress(0, len(files), 0, "", time.perf_counter() - started, files=tuple(files))
 
         # Pass 1, cheap: a stat, and a hash where the stat changed, decide what must be read.
         jobs: dict[str, _Job] = {}
@@ -134,14 +153,17 @@ class Indexer:
             if should_stop and should_stop():
                 report.cancelled = True
                 break
+            problems = len(report.failed) + len(report.skipped)
             job = self._triage(path, collection, passwords, report)
             if job is None:
                 done += 1
-                yield progress(path)
+                yield progress(path, outcome=outcome_of(path, problems, "unchanged"))
             else:
                 jobs[path] = job
         # Pass 2: isolated workers read files while this process chunks and embeds.
         if jobs and not report.cancelled:
+            reading.update(bytes_total=sum(job.stat.st_size for job in jobs.values()), started=time.perf_counter())
+            last_flush = time.perf_counter()
             plan = self.plan
             results = self.pool.map(
                 (p, p, passwords, plan, self._prefix(job, collection)) if plan else (p, p, passwords)
@@ -154,11 +176,15 @@ class Indexer:
                         yield progress(path, result.text)
                         continue
                     report.stages["parse"] += time.perf_counter() - waited
+                    problems = len(report.failed) + len(report.skipped)
                     self._accept(jobs[path], result, collection, report, pending, chunked)
-                    if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
+                    if pending and (sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS
+                                    or time.perf_counter() - last_flush >= FLUSH_SECONDS):
                         chunks_done += self._flush(pending, collection, report)
+                        last_flush = time.perf_counter()
                     done += 1
-                    yield progress(path)
+                    reading["bytes_done"] += jobs[path].stat.st_size
+                    yield progress(path, outcome=outcome_of(path, problems, "indexed"))
                     if should_stop and should_stop():
                         report.cancelled = True
                         break
