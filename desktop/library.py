@@ -306,9 +306,7 @@ class LibraryWidget(QWidget):
 
 def _heading(text: str) -> QLabel:
     label = QLabel(text)
-    font = label.font()
-    font.setBold(True)
-    label.setFont(font)
+    label.setProperty("heading", True)  # style.py: small, muted, semibold
     return label
 
 

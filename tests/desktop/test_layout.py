@@ -5,6 +5,8 @@ sibling widgets drawn over each other, and on any Qt warning printed on the way.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from PySide6.QtCore import QtMsgType, qInstallMessageHandler
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QWidget
@@ -91,6 +93,8 @@ def check(qtbot, top: QWidget, state: str, warnings: list[str]) -> list[str]:
         qtbot.wait(60)  # layouts settle on the next turns of the event loop
         QApplication.processEvents()
         problems += [f"{state} at {width}x{height}: {p}" for p in clipped(top) + overlapping(top)]
+        if os.environ.get("ENCLAVE_LAYOUT_SHOTS"):  # to look at what was checked
+            top.grab().save(os.path.join(os.environ["ENCLAVE_LAYOUT_SHOTS"], f"{state}-{width}.png".replace(" ", "-")))
     problems += [f"{state}: Qt warning: {w}" for w in warnings]
     warnings.clear()
     return problems
@@ -118,12 +122,12 @@ def test_every_state_fits_at_both_sizes(qtbot, window, tmp_path, qt_warnings):
     answer = {"sources": [source, other], "quote": quote, "quotes": [quote],
               "claims": [{"text": "The ferry leaves at dawn [1].", "start": 0, "end": 29, "supported": True,
                           "support": {"n": 1, "start": 0, "end": 52, "text": text[:52]}}]}
-    window.chat.set_messages([
-        {"role": "user", "text": "When does the ferry leave?", "answer": None},
-        {"role": "assistant", "text": "The ferry leaves at dawn [1].", "answer": answer},
+    window.chat.set_messages([  # a refusal, then an answer whose sources show as cards
         {"role": "user", "text": "What is the CEO's salary?", "answer": None},
         {"role": "assistant", "text": "The sources cannot answer this question.",
          "answer": {"sources": [], "refused": True}},
+        {"role": "user", "text": "When does the ferry leave?", "answer": None},
+        {"role": "assistant", "text": "The ferry leaves at dawn [1].", "answer": answer},
     ])
     problems += check(qtbot, window, "answer with sources", qt_warnings)
 
