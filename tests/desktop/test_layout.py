@@ -9,7 +9,7 @@ import os
 
 import pytest
 from PySide6.QtCore import QtMsgType, qInstallMessageHandler
-from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QWidget
+from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QPushButton, QWidget
 
 SIZES = ((1024, 700), (1440, 900))
 # The offscreen platform plugin cannot pass a window's minimum size to a window manager it
@@ -100,7 +100,42 @@ def check(qtbot, top: QWidget, state: str, warnings: list[str]) -> list[str]:
     return problems
 
 
+def test_the_checks_catch_what_they_look_for(qtbot):
+    """A label too narrow for its text, two buttons placed over each other: both reported."""
+    top = QWidget()
+    qtbot.addWidget(top)
+    label = QLabel("A sentence far too long for forty pixels", top)
+    label.setGeometry(0, 0, 40, 20)
+    a, b = QPushButton("One", top), QPushButton("Two", top)
+    a.setGeometry(0, 30, 80, 30)
+    b.setGeometry(40, 40, 80, 30)
+    top.resize(200, 100)
+    top.show()
+    qtbot.waitExposed(top)
+    assert any("far too long" in p for p in clipped(top))
+    assert any("overlaps" in p for p in overlapping(top))
+
+
+def test_card_snippets_end_at_a_word():
+    from PySide6.QtGui import QFontMetrics
+
+    from desktop.cards import card_text, cut_lines
+
+    metrics = QFontMetrics(QApplication.font())
+    text = "The ferry to Laeso leaves from Frederikshavn at dawn and returns at dusk " * 4
+    lines = cut_lines(text, metrics, 200)
+    assert len(lines) == 2 and lines[-1].endswith(" …")
+    words = set(text.split())
+    assert all(w in words for line in lines for w in line.rstrip(" …").split()), lines  # no word cut
+    assert all(metrics.horizontalAdvance(line) <= 200 for line in lines)
+    card = card_text({"n": 1, "path": "/a/b/report.pdf", "page": 3, "score": 0.033, "relevance": "partial",
+                      "text": "x"})
+    assert "page 3" in card and "partial match" in card and "0.033" not in card
+
+
 def test_every_state_fits_at_both_sizes(qtbot, window, tmp_path, qt_warnings):
+    # A new window: the empty state says what to do, and no source pane takes room yet.
+    assert window.chat.empty.isVisibleTo(window) and not window.viewer.isVisibleTo(window)
     problems = check(qtbot, window, "empty window", qt_warnings)
 
     folder = tmp_path / "docs"
@@ -129,10 +164,12 @@ def test_every_state_fits_at_both_sizes(qtbot, window, tmp_path, qt_warnings):
         {"role": "user", "text": "When does the ferry leave?", "answer": None},
         {"role": "assistant", "text": "The ferry leaves at dawn [1].", "answer": answer},
     ])
+    assert not window.chat.empty.isVisibleTo(window) and window.chat.cards.count() == 2
     problems += check(qtbot, window, "answer with sources", qt_warnings)
 
     window.show_source(dict(source))
     qtbot.waitUntil(lambda: window.viewer.source is not None, timeout=30_000)
+    assert window.viewer.isVisibleTo(window), "opening a source did not unfold its pane"
     problems += check(qtbot, window, "source opened", qt_warnings)
 
     from desktop.settings_dialog import SettingsDialog
