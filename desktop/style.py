@@ -109,6 +109,15 @@ QListWidget#sourceCards {{ border: none; background: transparent; }}
 QToolButton#closeSource {{ border: none; padding: 2px 6px; }}
 QToolButton#closeSource:hover {{ background: {hover}; border-radius: 4px; }}
 
+QScrollBar:vertical {{ width: 10px; background: transparent; margin: 0; }}
+QScrollBar:horizontal {{ height: 10px; background: transparent; margin: 0; }}
+QScrollBar::handle {{ background: {mid}; border-radius: 3px; margin: 2px; }}
+QScrollBar::handle:vertical {{ min-height: 24px; }}
+QScrollBar::handle:horizontal {{ min-width: 24px; }}
+QScrollBar::handle:hover {{ background: {t.muted.name()}; }}
+QScrollBar::add-line, QScrollBar::sub-line {{ width: 0; height: 0; }}
+QScrollBar::add-page, QScrollBar::sub-page {{ background: none; }}
+
 QStatusBar {{ border-top: 1px solid {mid}; }}
 QStatusBar QLabel {{ color: {t.muted.name()}; }}
 QProgressBar {{ border: 1px solid {mid}; border-radius: 4px; background: {base}; text-align: center; }}

@@ -186,3 +186,15 @@ def test_every_state_fits_at_both_sizes(qtbot, window, tmp_path, qt_warnings):
     problems += [f"settings dialog: Qt warning: {w}" for w in qt_warnings]
 
     assert not problems, "\n".join(problems)
+
+
+def test_emoji_take_the_colour_emoji_font(qapp):
+    """Flags are drawn from the colour emoji font (second in the application font's list);
+    `make run` and `make test` install Noto Color Emoji where it is missing."""
+    from desktop.theme import _ensure_font, emoji_font
+
+    emoji = emoji_font()
+    if emoji is None:
+        pytest.skip("no colour emoji font on this machine (make run installs fonts-noto-color-emoji)")
+    _ensure_font(qapp)
+    assert qapp.font().families()[1:] == [emoji]
