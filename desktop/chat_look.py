@@ -181,8 +181,9 @@ class EmptyStateWidget(QWidget):
         layout.setContentsMargins(SPACE * 4, SPACE * 4, SPACE * 4, SPACE * 4)
         layout.setSpacing(SPACE * 2)
         layout.addStretch(2)
+        body.setMaximumWidth(520)  # a short measure reads better than a line across the pane
         layout.addWidget(title)
-        layout.addWidget(body)
+        layout.addWidget(body, 0, Qt.AlignHCenter)
         layout.addLayout(buttons)
         layout.addLayout(try_row)
         layout.addStretch(3)
