@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 
 from .style import SPACE, tones
 
+MEASURE = 560  # px: the empty state's widest line
 USER_INDENT = 56  # px: the question sits to the right of the answer's left edge
 EXAMPLE_QUESTION = "How do I add documents?"  # the Welcome guide answers it
 _HEADERS = ("You", "Enclave")
@@ -181,9 +182,16 @@ class EmptyStateWidget(QWidget):
         layout.setContentsMargins(SPACE * 4, SPACE * 4, SPACE * 4, SPACE * 4)
         layout.setSpacing(SPACE * 2)
         layout.addStretch(2)
-        body.setMaximumWidth(520)  # a short measure reads better than a line across the pane
         layout.addWidget(title)
-        layout.addWidget(body, 0, Qt.AlignHCenter)
+        layout.addWidget(body)
         layout.addLayout(buttons)
         layout.addLayout(try_row)
         layout.addStretch(3)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
+        # A short measure reads better than a line across a wide pane. Margins, not a maximum
+        # width with an alignment: a word-wrapped label aligned in a layout gets its narrow
+        # size hint as its width and is cut (tests/desktop/test_layout.py caught it).
+        side = max(SPACE * 4, (event.size().width() - MEASURE) // 2)
+        self.layout().setContentsMargins(side, SPACE * 4, side, SPACE * 4)
+        super().resizeEvent(event)
