@@ -178,20 +178,24 @@ class EmptyStateWidget(QWidget):
         try_row.addStretch(1)
         try_row.addWidget(example)
         try_row.addStretch(1)
-        layout = QVBoxLayout(self)
+        # A short measure reads better than a line across a wide pane: the column is at most
+        # MEASURE wide and centred by stretches. Neither margins set on resize (they enter the
+        # minimum width, so the window could not shrink again) nor an alignment (a wrapped
+        # label aligned in a layout gets its narrow size hint as its width and is cut): the
+        # layout test caught both.
+        column = QWidget()
+        column.setMaximumWidth(MEASURE)
+        inner = QVBoxLayout(column)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.setSpacing(SPACE * 2)
+        inner.addStretch(2)
+        inner.addWidget(title)
+        inner.addWidget(body)
+        inner.addLayout(buttons)
+        inner.addLayout(try_row)
+        inner.addStretch(3)
+        layout = QHBoxLayout(self)
         layout.setContentsMargins(SPACE * 4, SPACE * 4, SPACE * 4, SPACE * 4)
-        layout.setSpacing(SPACE * 2)
-        layout.addStretch(2)
-        layout.addWidget(title)
-        layout.addWidget(body)
-        layout.addLayout(buttons)
-        layout.addLayout(try_row)
-        layout.addStretch(3)
-
-    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt API)
-        # A short measure reads better than a line across a wide pane. Margins, not a maximum
-        # width with an alignment: a word-wrapped label aligned in a layout gets its narrow
-        # size hint as its width and is cut (tests/desktop/test_layout.py caught it).
-        side = max(SPACE * 4, (event.size().width() - MEASURE) // 2)
-        self.layout().setContentsMargins(side, SPACE * 4, side, SPACE * 4)
-        super().resizeEvent(event)
+        layout.addStretch(1)
+        layout.addWidget(column, 100)
+        layout.addStretch(1)

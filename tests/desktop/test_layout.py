@@ -92,6 +92,12 @@ def check(qtbot, top: QWidget, state: str, warnings: list[str]) -> list[str]:
         top.resize(width, height)
         qtbot.wait(60)  # layouts settle on the next turns of the event loop
         QApplication.processEvents()
+        if top.size().toTuple() != (width, height):  # a minimum size larger than the screen
+            problems.append(f"{state}: the window cannot be {width}x{height}, it stays {top.width()}x{top.height()}"
+                            + "".join(f"; {_name(w)} needs {w.minimumSizeHint().width()} px"
+                                      for w in getattr(top, "splitter", None) and
+                                      [top.splitter.widget(i) for i in range(top.splitter.count())] or []
+                                      if w.isVisible()))
         problems += [f"{state} at {width}x{height}: {p}" for p in clipped(top) + overlapping(top)]
         if os.environ.get("ENCLAVE_LAYOUT_SHOTS"):  # to look at what was checked
             top.grab().save(os.path.join(os.environ["ENCLAVE_LAYOUT_SHOTS"], f"{state}-{width}.png".replace(" ", "-")))
