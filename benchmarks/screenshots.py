@@ -63,6 +63,8 @@ def main() -> None:
     def shot(name: str, size=WIDE) -> None:
         window.resize(*size)
         settle(app, 0.5)
+        if window.size().toTuple() != size:  # a minimum size too large: say so, not a wrong picture
+            print(f"{name}: the window stays {window.width()}x{window.height()}, not {size[0]}x{size[1]}", flush=True)
         bar = window.chat.view.verticalScrollBar()
         bar.setValue(bar.maximum())  # the latest answer, as a reader who scrolled there sees it
         settle(app, 0.1)
