@@ -23,7 +23,7 @@ LLAMA_CMAKE_ARGS := $(strip $(LLAMA_PORTABLE_ARGS) $(CMAKE_ARGS))
 # build made earlier on this machine. Our own cache keys on both.
 LLAMA_WHEELS := $(HOME)/.cache/enclave/llama-cpp-wheels/$(LLAMA_CPP_VERSION)-$(shell printf '%s' "$(LLAMA_CMAKE_ARGS)" | sha256sum | cut -c1-16)
 
-.PHONY: install install-test run test lint clean llama-wheel team-servers privacy-tools privacy-check
+.PHONY: install install-test run test lint clean llama-wheel team-servers privacy-tools privacy-check emoji-font
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -50,8 +50,22 @@ llama-wheel:
 
 install install-test: $(VENV)/.installed
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed emoji-font
 	$(VENV)/bin/enclave
+
+# Flags and most emoji exist only in a colour emoji font; without one Qt draws boxes. Noto
+# Color Emoji (SIL OFL) is about 10 MB, too big to bundle, so it comes from the distribution
+# like the other system packages. Elsewhere than Debian/Ubuntu, install a colour emoji font.
+emoji-font:
+	@if ! fc-list 2>/dev/null | grep -qi "Noto Color Emoji"; then \
+		if command -v apt-get >/dev/null; then \
+			if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+			echo "installing fonts-noto-color-emoji so emoji are not drawn as boxes"; \
+			$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq fonts-noto-color-emoji; \
+		else \
+			echo "no colour emoji font found: emoji will show as boxes until one is installed"; \
+		fi; \
+	fi
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
@@ -82,7 +96,7 @@ privacy-tools:
 privacy-check: $(VENV)/.installed privacy-tools
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest tests/e2e/test_native_privacy.py
 
-test: $(VENV)/.installed lint team-servers privacy-tools
+test: $(VENV)/.installed lint team-servers privacy-tools emoji-font
 	HF_HUB_OFFLINE=1 QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 
 clean:

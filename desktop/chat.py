@@ -8,11 +8,13 @@ from pathlib import Path
 from PySide6.QtCore import QEvent, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QKeyEvent, QPalette, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton, QTextBrowser,
-    QToolTip, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QStackedWidget, QTextBrowser, QToolTip, QVBoxLayout, QWidget,
 )
 
 from rag.answer import verdict
+
+from .cards import SourceCardsWidget
+from .chat_look import EmptyStateWidget, style_blocks
 
 
 RENDER_INTERVAL_MS = 40  # streamed tokens are drawn at most this often
@@ -102,39 +104,6 @@ class ChatInputWidget(QPlainTextEdit):
         super().keyPressEvent(event)
 
 
-class SourceCardsWidget(QListWidget):
-    """One card per source of the selected answer: file, page, score, the supporting words."""
-
-    source_activated = Signal(dict)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setObjectName("sourceCards")
-        self.setAccessibleName("Sources of the answer")
-        self.setWordWrap(True)
-        self.setMaximumHeight(130)
-        self.itemClicked.connect(self._on_item_clicked)
-        self.itemActivated.connect(self._on_item_clicked)
-
-    def set_sources(self, sources: list[dict]) -> None:
-        self.clear()
-        self.setVisible(bool(sources))
-        for source in sources:
-            support = (source.get("support") or {}).get("text") or source.get("text", "")
-            snippet = " ".join(support.split())[:140]
-            item = QListWidgetItem(f"{source_label(source)}\n“{snippet}”")
-            item.setData(Qt.UserRole, source)
-            tip = source["path"]
-            if source.get("relevance"):
-                tip += f"\n{source['relevance'].capitalize()} match: how well this source's sentences answer the question"
-            item.setToolTip(tip)
-            self.addItem(item)
-
-    @Slot(QListWidgetItem)
-    def _on_item_clicked(self, item: QListWidgetItem) -> None:
-        self.source_activated.emit(item.data(Qt.UserRole))
-
-
 class ChatWidget(QWidget):
     question_submitted = Signal(str)
     stop_requested = Signal()
@@ -161,6 +130,11 @@ class ChatWidget(QWidget):
         bar = self.view.verticalScrollBar()
         bar.rangeChanged.connect(self._on_scroll_range_changed)
         bar.actionTriggered.connect(self._on_scrolled)  # the wheel, the keys, the bar: the person
+
+        self.empty = EmptyStateWidget()  # until the conversation has a message
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.empty)
+        self.pages.addWidget(self.view)
 
         self.cards = SourceCardsWidget()
         self.cards.source_activated.connect(self.citation_clicked)
@@ -203,7 +177,8 @@ class ChatWidget(QWidget):
         row.addLayout(buttons)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self.view, 1)
+        layout.setSpacing(8)
+        layout.addWidget(self.pages, 1)
         layout.addWidget(self.cards)
         layout.addWidget(self.status)
         layout.addLayout(row)
@@ -359,8 +334,10 @@ class ChatWidget(QWidget):
 
     @Slot()
     def _render(self) -> None:
+        self.pages.setCurrentWidget(self.view if self._messages or self._waiting else self.empty)
         self.view.setMarkdown(self.markdown())
         self._mark_claims()
+        style_blocks(self.view.document(), self._messages, len(self._waiting), self.palette(), unsupported_everywhere)
         self._keep_scroll()
 
     def _keep_scroll(self) -> None:

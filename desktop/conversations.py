@@ -38,9 +38,7 @@ class ConversationListWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         title = QLabel("Conversations")
-        font = title.font()
-        font.setBold(True)
-        title.setFont(font)
+        title.setProperty("heading", True)  # style.py: small, muted, semibold
         layout.addWidget(title)
         layout.addWidget(self.list, 1)
         layout.addLayout(buttons)

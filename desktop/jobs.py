@@ -255,5 +255,6 @@ def interrupt_model(engine) -> bool:
 
 
 def page_words(chunk_id: str):
-    """The cited page's words and boxes when OCR read it (None otherwise)."""
-    return lambda engine, job: engine.page_words(chunk_id)
+    """The cited page's words and boxes when OCR read it (None otherwise). A partial, not a
+    lambda: the engine process receives its jobs pickled."""
+    return partial(_call, "page_words", chunk_id)

@@ -356,9 +356,7 @@ def _share(detail: str) -> int | None:
 
 def _heading(text: str) -> QLabel:
     label = QLabel(text)
-    font = label.font()
-    font.setBold(True)
-    label.setFont(font)
+    label.setProperty("heading", True)  # style.py: small, muted, semibold
     return label
 
 

@@ -131,6 +131,10 @@ class MainWindow(QMainWindow):
         answers.answered.connect(self._on_answer_result)
         answers.failed.connect(self._on_answer_failed)
         self.chat.citation_clicked.connect(self.show_source)
+        self.chat.empty.add_files_requested.connect(self.library._on_add_files)
+        self.chat.empty.add_folder_requested.connect(self.library._on_add_folder)
+        self.chat.empty.example_requested.connect(self._on_example_requested)
+        self.viewer.close_requested.connect(self.viewer.hide)
         conv = self.conversations
         conv.conversation_selected.connect(self._on_conversation_selected)
         conv.new_requested.connect(self._on_new_conversation_requested)
@@ -231,6 +235,7 @@ class MainWindow(QMainWindow):
             self.bridge.report(f"{source['path']} is no longer on disk, so it cannot be shown.")
             return
         self.viewer.requested = source
+        self._reveal_viewer()
         if self.viewer.may_be_scanned(source):
             if self.viewer.is_pdf(source):
                 self.viewer.show_pdf(source)  # at once; a page OCR read then turns into its image
@@ -240,6 +245,23 @@ class MainWindow(QMainWindow):
         else:
             self.client.run(jobs.document_text(source["path"]), name="document_text",
                             on_result=lambda text: self.viewer.show_text(source, text))
+
+    def _reveal_viewer(self) -> None:
+        """The source pane is folded away until a source is opened: then it takes the room
+        the chat can spare."""
+        if self.viewer.isHidden():
+            self.viewer.show()
+            total = sum(self.splitter.sizes())
+            left = min(self.splitter.sizes()[0], max(220, total * 22 // 100))  # narrow windows: the chat keeps room
+            self.splitter.setSizes([left, (total - left) * 45 // 100, (total - left) * 55 // 100])
+
+    @Slot(str)
+    def _on_example_requested(self, question: str) -> None:
+        """The empty state's example: the Welcome guide answers it, so ask there."""
+        if jobs.WELCOME_COLLECTION in self._collections and self._collection != jobs.WELCOME_COLLECTION:
+            self._collection = jobs.WELCOME_COLLECTION
+            self._refresh_library()
+        self.ask(question)
 
     @Slot()
     def open_settings(self) -> None:
@@ -614,7 +636,8 @@ class MainWindow(QMainWindow):
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
         else:
-            self.splitter.setSizes([280, 500, 660])
+            self.splitter.setSizes([300, 700, 0])
+        self.viewer.hide()  # until a source is opened (restoreState may have shown it)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         store = self._geometry_store()

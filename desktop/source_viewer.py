@@ -7,12 +7,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, QUrl, Slot
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, QUrl, Signal, Slot
 from PySide6.QtGui import QColor, QDesktopServices, QImage, QImageReader, QPainter, QPen, QPixmap, QTextCharFormat, QTextCursor
 from PySide6.QtPdf import QPdfDocument, QPdfSearchModel
 from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QPushButton, QScrollArea, QStackedWidget, QTextBrowser, QTextEdit, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QPushButton, QScrollArea, QStackedWidget, QTextBrowser, QTextEdit, QToolButton, QVBoxLayout,
+    QWidget,
 )
 
 from rag.ingest.loaders.registry import view_for
@@ -122,6 +123,8 @@ def _qt_position(text: str, index: int) -> int:
 
 
 class SourceViewerWidget(QWidget):
+    close_requested = Signal()  # the window folds the pane away until the next source
+
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("sourceViewer")
@@ -173,9 +176,17 @@ class SourceViewerWidget(QWidget):
         self.stack.addWidget(self.text_view)
         self.stack.addWidget(self.image_view)
 
+        self.close_button = QToolButton()
+        self.close_button.setObjectName("closeSource")
+        self.close_button.setText("\u2715")
+        self.close_button.setToolTip("Close the source pane")
+        self.close_button.setAccessibleName("Close the source pane")
+        self.close_button.clicked.connect(self.close_requested)
+
         header = QHBoxLayout()
         header.addWidget(self.title, 1)
         header.addWidget(self.open_button)
+        header.addWidget(self.close_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(header)

@@ -8,9 +8,14 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QFontDatabase, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
+from .style import style_sheet
+
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 ICON = ASSETS / "icon.svg"
 FALLBACK_FONTS = ("DejaVu Sans", "Noto Sans", "Liberation Sans", "Cantarell")
+# Flags and most emoji exist only in a colour emoji font; without one Qt draws boxes. It comes
+# from the system (fonts-noto-color-emoji, installed by `make run`/`make test`, see README).
+EMOJI_FONTS = ("Noto Color Emoji", "Apple Color Emoji", "Segoe UI Emoji", "Twemoji", "JoyPixels")
 
 
 def app_icon() -> QIcon:
@@ -68,14 +73,26 @@ def _apply_scheme(app: QApplication, scheme: Qt.ColorScheme | None = None) -> No
         app.setPalette(dark_palette())
     else:
         app.setPalette(light_palette(app))
+    app.setStyleSheet(style_sheet(app.palette()))  # its colours are fixed when set: rebuild
+
+
+def emoji_font() -> str | None:
+    """The colour emoji family installed here, if any."""
+    families = set(QFontDatabase.families())
+    return next((f for f in EMOJI_FONTS if f in families), None)
 
 
 def _ensure_font(app: QApplication) -> None:
-    """Offscreen and minimal desktops may resolve the default family to nothing readable."""
+    """Offscreen and minimal desktops may resolve the default family to nothing readable; and
+    the emoji font goes second in the list, so emoji use it rather than any font that has a
+    black-and-white glyph, or none (boxes)."""
     families = set(QFontDatabase.families())
-    if app.font().family() in families:
-        return
-    for family in FALLBACK_FONTS:
-        if family in families:
-            app.setFont(QFont(family, 10))
-            return
+    font = QFont(app.font())
+    if font.family() not in families:
+        family = next((f for f in FALLBACK_FONTS if f in families), None)
+        if family is not None:
+            font = QFont(family, 10)
+    emoji = emoji_font()
+    if emoji:
+        font.setFamilies([font.family(), emoji])
+    app.setFont(font)
