@@ -34,7 +34,10 @@ def register(sub) -> None:
 def cmd_team(args) -> int:
     engine = open_engine(args)
     info = engine.team_status()
-    human = (f"catalog {info['catalog']}, vectors {info['vectors']}: reached\n"
+    replica = ""
+    if "replica" in info:
+        replica = f", replica {info['replica']}" if info["replica"] else ", replica unreachable (searches use the database)"
+    human = (f"database {info['catalog']}{replica}: reached\n"
              + ("\n".join(f"  {name}" for name in info["collections"]) or "  (no team collection granted to you)"))
     emit(args, info, human)
     return 0

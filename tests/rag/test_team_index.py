@@ -1,11 +1,10 @@
-"""Team collections on real servers (PostgreSQL, Chroma behind a TLS proxy) with a fake
-embedder: routing, fused search, row-level security, refusals and clear errors."""
+"""Team collections on a real PostgreSQL with pgvector (behind TLS) with a fake embedder:
+routing, fused search, row-level security by every path, refusals and clear errors."""
 
 from __future__ import annotations
 
 import socket
 
-import httpx
 import pytest
 
 from rag.engine import Engine
@@ -42,13 +41,12 @@ def test_a_team_collection_is_written_by_one_member_and_searched_by_another(team
     again = alice.index_all([folder], collection="team:handbook")
     assert again.indexed == 1 and again.chunks_removed >= 1
     assert not [h for h in bob.search("walrus1", "team:handbook", k=10) if "walrus1" in h.text]
-    # The vector server holds vectors by chunk id, no path and no text.
-    import chromadb
-
-    direct = chromadb.HttpClient(host="127.0.0.1", port=team.servers.chroma_port)
-    store = direct.get_collection(alice.team.collection("team:handbook")["store_name"])
-    got = store.get(include=["metadatas", "documents"])
-    assert len(got["ids"]) == 4 and not any(got["metadatas"]) and not any(got["documents"])
+    # Each chunk's vector is in its own row, of the collection's dimension.
+    db = team.admin()
+    rows = db.execute("SELECT count(*), count(embedding), min(vector_dims(embedding)) FROM enclave_chunks "
+                      "WHERE collection = 'handbook'").fetchone()
+    assert rows == (4, 4, 64)
+    db.close()
     # A catalog connection that the server dropped is made again on the next call.
     db = team.admin()
     db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (team.role("bob"),))
@@ -117,49 +115,34 @@ def test_a_member_with_another_embedding_model_is_refused_before_writing(team, t
     alice.close(), other.close()
 
 
-def test_the_proxy_refuses_requests_without_the_token(team, tmp_path, folder, monkeypatch):
-    import ssl
-
-    ca = ssl.create_default_context(cafile=str(team.servers.ca_file))
-    assert httpx.get(f"{team.servers.proxy_url}/api/v2/heartbeat", verify=ca).status_code == 401
-    wrong = httpx.get(f"{team.servers.proxy_url}/api/v2/heartbeat", verify=ca,
-                      headers={"Authorization": "Bearer not-the-token"})
-    assert wrong.status_code == 401
-    monkeypatch.setenv("ENCLAVE_TEAM_TOKEN", "not-the-token")
-    member = _engine(team, tmp_path, "alice")
-    with pytest.raises(EnclaveError, match="team vector server at 127.0.0.1:\\d+: it refused this member's token"):
+def test_a_wrong_password_is_one_message_naming_what_to_fix(team, tmp_path, folder):
+    dsn = team.settings("alice").team.postgres_dsn.replace(team.passwords[team.role("alice")], "not-the-password")
+    member = Engine(tmp_path / "data-x", settings=team.settings("alice", postgres_dsn=dsn), embedder=HashEmbedder())
+    with pytest.raises(EnclaveError, match="team database at 127.0.0.1:\\d+ refused the connection: the server "
+                                           "refused this role's password: check PGPASSWORD or ~/.pgpass"):
         member.index_all([folder], collection="team:handbook")
-    monkeypatch.delenv("ENCLAVE_TEAM_TOKEN")
-    with pytest.raises(EnclaveError, match="set the environment variable ENCLAVE_TEAM_TOKEN"):
-        Engine(tmp_path / "data-x", settings=team.settings("alice"), embedder=HashEmbedder()).search("x", "team:handbook")
+    assert member.index_all([folder], collection="mine").indexed == 4  # local collections keep working
     member.close()
 
 
-def test_servers_that_are_down_give_a_clear_message_and_local_collections_keep_working(team, tmp_path, folder):
+def test_a_server_that_is_down_gives_a_clear_message_and_local_collections_keep_working(team, tmp_path, folder):
     from tests.servers import free_port
 
     closed = free_port()
-    engine = Engine(tmp_path / "data-down", embedder=HashEmbedder(),
-                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{closed}"))
-    with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{closed}: it cannot be reached.*"
-                                           "local collections keep working"):
-        engine.index_all([folder], collection="team:handbook")
-    assert engine.index_all([folder], collection="mine").indexed == 4
-    assert engine.search("walrus1", "mine", k=1)[0].path.endswith("policy1.txt")
-    engine.close()
-    dsn = team.settings("alice").team.postgres_dsn.replace(f"port={team.servers.pg_port}", f"port={closed}")
+    dsn = team.settings("alice").team.postgres_dsn.replace(f"port={team.servers.tls_port}", f"port={closed}")
     engine = Engine(tmp_path / "data-down2", embedder=HashEmbedder(), settings=team.settings("alice", postgres_dsn=dsn))
-    with pytest.raises(EnclaveError, match=f"team catalog at 127.0.0.1:{closed} cannot be reached.*"
+    with pytest.raises(EnclaveError, match=f"team database at 127.0.0.1:{closed} cannot be reached.*"
                                            "local collections keep working"):
         engine.search("walrus1", "team:handbook")
     assert engine.index_all([folder], collection="mine").indexed == 4
+    assert engine.search("walrus1", "mine", k=1)[0].path.endswith("policy1.txt")
     assert engine.verify(team=False)["consistent"]
     engine.close()
 
 
 def test_without_team_settings_team_names_are_a_clear_error(tmp_path):
     engine = Engine(tmp_path / "data-none", embedder=HashEmbedder())
-    with pytest.raises(EnclaveError, match="No team servers are set"):
+    with pytest.raises(EnclaveError, match="No team database is set"):
         engine.search("x", "team:handbook")
     engine.close()
 
@@ -213,75 +196,47 @@ def test_the_client_contacts_only_the_configured_hosts(team, tmp_path, folder, m
     alice.verify()
     opened = _open_tcp_peers() - before
     alice.close()
-    configured = {("127.0.0.1", team.servers.pg_port), ("127.0.0.1", team.servers.proxy_port)}
-    # Python's sockets (Chroma's HTTP client) reach the proxy only, never Chroma directly;
-    # libpq's socket reaches the catalog; nothing else is open.
-    assert seen == {("127.0.0.1", team.servers.proxy_port)}
-    assert opened[("127.0.0.1", team.servers.pg_port)] >= 1 and set(opened) <= configured
+    configured = {("127.0.0.1", team.servers.tls_port)}
+    # No Python socket at all (there is no vector server any more); libpq's socket reaches the
+    # configured database port only, never PostgreSQL behind the TLS terminator.
+    assert seen == set()
+    assert opened[("127.0.0.1", team.servers.tls_port)] >= 1 and set(opened) <= configured
 
 
-def test_the_next_member_to_connect_takes_back_what_a_dead_writer_left(team, tmp_path, folder):
-    import numpy as np
-
-    from rag.index.team import open_team_index
+def test_a_writer_that_dies_mid_transaction_leaves_no_chunk_and_no_vector(team, tmp_path, folder):
+    from rag.index.team import open_team_index, vector_text
 
     alice = _engine(team, tmp_path, "alice")
     alice.index_all([folder], collection="team:handbook")
-    store_name = alice.team.collection("team:handbook")["store_name"]
-    # A writer that journaled and wrote two vectors, then died before its chunks committed.
     dying = open_team_index(team.settings("alice").team)
-    dying.prepare_collection("team:handbook", "fake-hash-embedder", 64)
-    with dying._transaction():
-        dying._journal("handbook", "add", ["dead-0", "dead-1"])
-    dying.store.add(store_name, ["dead-0", "dead-1"], np.eye(2, 64, dtype=np.float32))
-    # While it lives, nobody touches its journal ...
-    assert alice.team.recover()["vectors_taken_back"] == 0
-    assert {"dead-0", "dead-1"} <= set(alice.team.store.all_ids(store_name))
-    assert alice.verify()["consistent"]  # in flight, not orphans
-    dying.db.close()  # ... once its session is gone, the next member to connect settles it
+    dying.db.execute("BEGIN")
+    doc = dying._upsert_document("handbook", "/half.txt", state="indexed", chunks=1)
+    dying.db.execute("INSERT INTO enclave_chunks(id, document_id, collection, idx, text, char_start, char_end, "
+                     "tokens, embedding) VALUES ('half-0', %s, 'handbook', 0, 'half written', 0, 12, 2, %s::vector)",
+                     (doc, vector_text([1.0] * 64)))
+    dying.db.close()  # the client is gone before COMMIT
+    db = team.admin()
+    assert db.execute("SELECT count(*) FROM enclave_chunks WHERE id = 'half-0'").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM enclave_documents WHERE path = '/half.txt'").fetchone()[0] == 0
+    db.close()
+    report = alice.verify()
+    assert report["consistent"] and report["team_recovered"] == {}
     alice.close()
-    again = _engine(team, tmp_path, "alice")
-    ids = set(again.team.store.all_ids(store_name))
-    assert not {"dead-0", "dead-1"} & ids and len(ids) == 4
-    report = again.verify()
-    assert report["consistent"] and report["team_recovered"] == {"vectors_taken_back": 2, "deletions_finished": 0}
-    again.close()
 
 
-def test_a_chroma_server_down_behind_a_live_proxy_is_a_clear_message(team, tmp_path, folder):
-    from tests.servers import free_port, start_proxy
-
-    servers = team.servers
-    certs = {"cert": servers.folder / "server.pem", "key": servers.folder / "server.key", "ca": servers.ca_file}
-    proxy_dir = tmp_path / "proxy"
-    proxy_dir.mkdir()
-    port = free_port()
-    proxy = start_proxy(proxy_dir, certs, port, free_port(), servers.token, ready_status=502)  # nothing behind it
-    engine = Engine(tmp_path / "data-502", embedder=HashEmbedder(),
-                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}"))
-    try:
-        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached "
-                                               "\\(the proxy answered HTTP 502\\)"):
-            engine.search("walrus1", "team:handbook")
-        assert engine.index_all([folder], collection="mine").indexed == 4
-    finally:
-        engine.close()
-        proxy.kill()
-        proxy.wait(30)
-
-
-def test_a_vector_server_that_never_answers_is_a_message_within_the_time_limit(team, tmp_path):
+def test_a_database_that_never_answers_is_a_message_within_the_time_limit(team, tmp_path):
     import time
 
     silent = socket.socket()  # accepts connections (the kernel does) and never says a word
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     port = silent.getsockname()[1]
+    dsn = team.settings("alice").team.postgres_dsn.replace(f"port={team.servers.tls_port}", f"port={port}")
     engine = Engine(tmp_path / "data-silent", embedder=HashEmbedder(),
-                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}", timeout_s=2.0))
+                    settings=team.settings("alice", postgres_dsn=dsn, timeout_s=2.0))
     started = time.monotonic()
     try:
-        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached"):
+        with pytest.raises(EnclaveError, match=f"team database at 127.0.0.1:{port} cannot be reached"):
             engine.search("walrus1", "team:handbook")
         assert time.monotonic() - started < 30
     finally:
@@ -292,7 +247,6 @@ def test_a_vector_server_that_never_answers_is_a_message_within_the_time_limit(t
 def test_removed_and_deleted_files_leave_the_team_collection_with_their_vectors(team, tmp_path, folder):
     alice = _engine(team, tmp_path, "alice")
     alice.index_all([folder], collection="team:handbook")
-    store_name = alice.team.collection("team:handbook")["store_name"]
     assert alice.remove([folder / "policy0.txt"], "team:handbook") == [str(folder / "policy0.txt")]
     (folder / "policy3.txt").unlink()
     report = alice.index_all([folder], collection="team:handbook")
@@ -300,7 +254,10 @@ def test_removed_and_deleted_files_leave_the_team_collection_with_their_vectors(
     alice.remove([folder / "policy1.txt"], "team:handbook")
     assert sorted(d.path for d in alice.documents("team:handbook")) == [str(folder / "policy0.txt"),
                                                                          str(folder / "policy2.txt")]
-    assert len(alice.team.store.all_ids(store_name)) == alice.team.count_chunks("team:handbook") == 2
+    db = team.admin()
+    assert db.execute("SELECT count(embedding) FROM enclave_chunks").fetchone()[0] == 2
+    db.close()
+    assert alice.team.count_chunks("team:handbook") == 2
     assert alice.search("walrus3", "team:handbook", k=5)[0].path.endswith(("policy0.txt", "policy2.txt"))
     assert alice.verify()["consistent"]
     alice.close()
