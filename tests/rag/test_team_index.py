@@ -286,3 +286,97 @@ def test_a_collection_granted_to_a_group_role_is_seen_by_its_members(team, tmp_p
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(group)))
         db.close()
         alice.close()
+
+
+def test_bob_with_his_own_credentials_cannot_read_or_change_board_vectors_by_any_path(team, tmp_path, folder):
+    import psycopg
+
+    from rag.index.team import connect_catalog, vector_text
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:board")
+    alice.index_all([folder], collection="team:handbook")
+    admin = team.admin()
+
+    def board_state():
+        return admin.execute("SELECT count(*), md5(string_agg(id || text || embedding::text, ',' ORDER BY id)) "
+                             "FROM enclave_chunks WHERE collection = 'board'").fetchone()
+
+    before = board_state()
+    audit_rows = admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0]
+    bob = connect_catalog(team.settings("bob").team.postgres_dsn)
+    near = vector_text([1.0] * 64)
+    # Reading: nothing of the board, by vector order, by text, or by counting.
+    assert bob.execute("SELECT id, embedding FROM enclave_chunks WHERE collection = 'board'").fetchall() == []
+    assert bob.execute("SELECT id FROM enclave_chunks ORDER BY embedding::vector(64) <=> %s::vector(64) LIMIT 50",
+                       (near,)).fetchall() != []  # his own collection's rows ...
+    assert not [r for r in bob.execute("SELECT collection FROM enclave_chunks").fetchall() if r[0] != "handbook"]
+    assert bob.execute("SELECT count(*) FROM enclave_documents WHERE collection = 'board'").fetchone()[0] == 0
+    # Writing the board: INSERT refused by the server; UPDATE and DELETE see no row to touch.
+    doc_id = admin.execute("SELECT id FROM enclave_documents WHERE collection = 'board' LIMIT 1").fetchone()[0]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        bob.execute("INSERT INTO enclave_chunks(id, document_id, collection, idx, text, char_start, char_end, tokens, "
+                    "embedding) VALUES ('poison', %s, 'board', 0, 'x', 0, 1, 1, %s::vector)", (doc_id, near))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        bob.execute("INSERT INTO enclave_documents(collection, path, state) VALUES ('board', '/x', 'indexed')")
+    assert bob.execute("UPDATE enclave_chunks SET embedding = %s::vector WHERE collection = 'board'",
+                       (near,)).rowcount == 0
+    assert bob.execute("DELETE FROM enclave_chunks WHERE collection = 'board'").rowcount == 0
+    assert bob.execute("DELETE FROM enclave_documents WHERE collection = 'board'").rowcount == 0
+    assert bob.execute("UPDATE enclave_collections SET embed_model = 'x', embed_dim = 3").rowcount == 0
+    # Read-only on the handbook: he sees it and can change none of it either.
+    assert bob.execute("SELECT count(embedding) FROM enclave_chunks WHERE collection = 'handbook'").fetchone()[0] == 4
+    assert bob.execute("UPDATE enclave_chunks SET embedding = %s::vector", (near,)).rowcount == 0
+    assert bob.execute("DELETE FROM enclave_chunks").rowcount == 0
+    # The audit table and the owner's functions are closed to him.
+    for statement in ("SELECT * FROM enclave_audit", "DELETE FROM enclave_audit", "UPDATE enclave_audit SET role_name = 'x'",
+                      "INSERT INTO enclave_audit(collection, action) VALUES ('board', 'forged')",
+                      "SELECT enclave_vector_index('board')", "TRUNCATE enclave_chunks",
+                      "DROP INDEX IF EXISTS enclave_chunks_tsv", "ALTER TABLE enclave_chunks DISABLE ROW LEVEL SECURITY"):
+        with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.WrongObjectType)):
+            bob.execute(statement)
+    bob.close()
+    assert board_state() == before and before[0] == 4
+    assert admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0] == audit_rows
+    # Through the CLI's engine: refused with the collection named, and alice still searches.
+    bob_engine = _engine(team, tmp_path, "bob")
+    with pytest.raises(EnclaveError, match="'team:board'"):
+        bob_engine.index_all([folder], collection="team:board")
+    with pytest.raises(EnclaveError, match="'team:handbook' but not add"):
+        bob_engine.remove([folder / "policy0.txt"], "team:handbook")
+    assert bob_engine.search("walrus2", "team:board", k=3) == []
+    assert alice.search("walrus2", "team:board", k=1)[0].path.endswith("policy2.txt")
+    bob_engine.close(), alice.close(), admin.close()
+
+
+def test_a_member_search_walks_the_collection_own_hnsw_index(team, tmp_path, folder):
+    from rag.index.team import connect_catalog, vector_text
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    bob = connect_catalog(team.settings("bob").team.postgres_dsn)
+    for kind in ("seqscan", "bitmapscan", "sort"):  # four rows: make the planner show the index it may use
+        bob.execute(f"SET enable_{kind} = off")
+    plan = "\n".join(r[0] for r in bob.execute(
+        "EXPLAIN SELECT id FROM enclave_chunks WHERE collection = 'handbook' AND embedding IS NOT NULL "
+        "ORDER BY (embedding::vector(64)) <=> %s::vector(64) LIMIT 10", (vector_text([1.0] * 64),)))
+    store = alice.team.collection("team:handbook")["store_name"]
+    assert f"{store}_hnsw" in plan, plan
+    assert bob.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
+    bob.close(), alice.close()
+
+
+def test_a_vector_of_the_wrong_dimension_is_refused_by_the_server(team, tmp_path, folder):
+    import numpy as np
+
+    from rag.index.base import DocumentWrite
+    from rag.types import Chunk
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    chunk = Chunk(id="odd-0", index=0, text="odd", page_start=None, page_end=None, char_start=0, char_end=3, tokens=1)
+    doc = DocumentWrite("/odd.txt", "h", 3, 0, "text", None, [chunk])
+    with pytest.raises(EnclaveError, match="holds vectors of 64 dimensions, not 32.*Nothing was written"):
+        alice.team.write_documents("team:handbook", [doc], np.ones((1, 32), dtype=np.float32))
+    assert alice.team.document("team:handbook", "/odd.txt") is None
+    alice.close()
