@@ -380,3 +380,94 @@ def test_a_vector_of_the_wrong_dimension_is_refused_by_the_server(team, tmp_path
         alice.team.write_documents("team:handbook", [doc], np.ones((1, 32), dtype=np.float32))
     assert alice.team.document("team:handbook", "/odd.txt") is None
     alice.close()
+
+
+def test_migrate_brings_a_database_at_the_chroma_era_schema_to_pgvector_resumably(team_servers, tmp_path, folder):
+    import secrets
+
+    from psycopg import sql
+
+    from rag.index import team as team_db
+
+    suffix = secrets.token_hex(4)
+    dbname, member = f"enclave_old_{suffix}", f"dave_{suffix}"
+    root = team_db.connect_catalog(team_servers.dsn())
+    root.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    root.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'dave-pw'").format(sql.Identifier(member)))
+    admin = team_db.connect_catalog(team_servers.dsn(dbname=dbname))
+    try:
+        # The schema as main left it (2), with 600 chunks whose vectors were on the Chroma server.
+        admin.execute("CREATE TABLE enclave_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL "
+                      "DEFAULT now())")
+        for number, script in enumerate(team_db.MIGRATIONS[:2], 1):
+            admin.execute(script)
+            admin.execute("INSERT INTO enclave_schema(version) VALUES (%s)", (number,))
+        admin.execute("INSERT INTO enclave_collections VALUES ('wiki', 'enclave_team_old', 'fake-hash-embedder', 64)")
+        team_db.grant(admin, "wiki", member, write=True)
+        doc = admin.execute("INSERT INTO enclave_documents(collection, path, state, chunks) "
+                            "VALUES ('wiki', '/wiki/page.txt', 'indexed', 600) RETURNING id").fetchone()[0]
+        with admin.cursor() as cur:
+            cur.executemany("INSERT INTO enclave_chunks(id, document_id, collection, idx, text, char_start, char_end, "
+                            "tokens) VALUES (%s, %s, 'wiki', %s, %s, 0, 10, 5)",
+                            [(f"c{i:04d}", doc, i, f"Page {i}: the codeword is okapi{i}.") for i in range(600)])
+        assert team_db.migrate(admin) == len(team_db.MIGRATIONS)
+        assert team_db.missing_vectors(admin) == {"wiki": ("fake-hash-embedder", 600)}
+        embedder = HashEmbedder()
+        calls = []
+
+        def dies_on_the_third_batch(texts):
+            calls.append(len(texts))
+            if len(calls) == 3:
+                raise KeyboardInterrupt  # the administrator's Ctrl-C, or a crash
+            return embedder.embed(texts)
+
+        with pytest.raises(KeyboardInterrupt):
+            team_db.rebuild_vectors(admin, "wiki", dies_on_the_third_batch, batch=100)
+        assert team_db.missing_vectors(admin) == {"wiki": ("fake-hash-embedder", 400)}  # two batches kept
+        steps = []
+        assert team_db.rebuild_vectors(admin, "wiki", embedder.embed, batch=100, progress=steps.append) == 400
+        assert steps == [100] * 4 and team_db.missing_vectors(admin) == {}
+        assert admin.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'enclave_team_old_hnsw'"
+                             ).fetchone()[0] == 1
+        from rag.config import Settings, TeamSettings
+
+        settings = Settings(team=TeamSettings(postgres_dsn=team_servers.dsn(member, "dave-pw", dbname)))
+        dave = Engine(tmp_path / "data-dave", settings=settings, embedder=HashEmbedder())
+        hits = dave.search("okapi417", "team:wiki", k=3)
+        assert hits[0].chunk_id == "c0417" and hits[0].vector_score is not None
+        verify = dave.verify()
+        assert verify["consistent"], verify
+        dave.close()
+    finally:
+        admin.close()
+        root.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        root.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(member)))
+        root.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(member)))
+        root.close()
+
+
+def test_the_audit_lists_every_write_and_grant_with_the_role_and_members_cannot_touch_it(team, tmp_path, folder):
+    from rag.index import team as team_db
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    (folder / "policy1.txt").write_text("Policy 1 now speaks of narwhals only.\n")
+    alice.index_all([folder], collection="team:handbook")
+    alice.remove([folder / "policy0.txt"], "team:handbook")
+    bob = _engine(team, tmp_path, "bob")
+    with pytest.raises(EnclaveError):
+        bob.index_all([folder], collection="team:handbook")
+    db = team.admin()
+    rows = team_db.audit(db)
+    writes = [(r["role"], r["action"], r["path"], r["chunks"]) for r in rows if r["action"] not in ("grant", "revoke")]
+    a = team.role("alice")
+    assert sorted(writes[:4]) == [(a, "indexed", str(folder / f"policy{i}.txt"), 1) for i in range(4)]
+    assert writes[4:] == [(a, "replaced", str(folder / "policy1.txt"), 1), (a, "removed", str(folder / "policy0.txt"), 1)]
+    grants = [(r["collection"], r["detail"]) for r in rows if r["action"] == "grant"]
+    assert ("team:handbook", f"{team.role('bob')} (read)") in grants
+    assert not [r for r in rows if r["role"] == team.role("bob")]
+    later = team_db.audit(db, since=rows[-1]["at"])
+    assert [r["id"] for r in later] == [rows[-1]["id"]]
+    team_db.revoke(db, "handbook", team.role("bob"))
+    assert team_db.audit(db)[-1]["action"] == "revoke"
+    db.close(), alice.close(), bob.close()
