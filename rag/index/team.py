@@ -370,7 +370,7 @@ class TeamIndex:
         self._reconnect_reader = reconnect_reader
         self._max_lag_s = max_lag_s
         self._reader_checked = 0.0
-        self._reader_ok = reader is not None
+        self._reader_ok = reader is not None or reconnect_reader is not None
         self._last_write_lsn: str | None = None
         self.notices: list[str] = []
         self._check_schema()
@@ -456,8 +456,9 @@ class TeamIndex:
         try:
             if self._reader is None or self._reader.closed or self._reader.broken:
                 self._reader = self._reconnect_reader()
+            # No replayed transaction yet counts as far behind; the LSN check below decides.
             lag, caught_up = self._reader.execute(
-                "SELECT coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0), "
+                "SELECT coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 1e9), "
                 "%s::pg_lsn IS NULL OR pg_last_wal_replay_lsn() >= %s::pg_lsn",
                 (self._last_write_lsn, self._last_write_lsn)).fetchone()
         except (psycopg.Error, EnclaveError) as exc:
@@ -468,14 +469,14 @@ class TeamIndex:
         if not caught_up:
             return False  # this member's own write has not reached it yet: read it where it is
         self._last_write_lsn = None
-        if lag > self._max_lag_s and self._primary_busy_since(lag):
+        if lag > self._max_lag_s and self._primary_ahead():
             if self._reader_ok:
-                self._notice(f"The team replica at {self.reader_where} is {lag:.0f} s behind; "
-                             f"searching the primary at {self.where}.")
+                self._notice(f"The team replica at {self.reader_where} is behind the primary "
+                             f"(last replayed {min(lag, 1e6):.0f} s ago); searching the primary at {self.where}.")
             return False
         return True
 
-    def _primary_busy_since(self, lag: float) -> bool:
+    def _primary_ahead(self) -> bool:
         """Whether the primary committed anything the replica has not replayed (an idle
         primary makes the replay timestamp look old without the replica being behind)."""
         primary = self._sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]

@@ -471,3 +471,76 @@ def test_the_audit_lists_every_write_and_grant_with_the_role_and_members_cannot_
     team_db.revoke(db, "handbook", team.role("bob"))
     assert team_db.audit(db)[-1]["action"] == "revoke"
     db.close(), alice.close(), bob.close()
+
+
+def test_searches_go_to_the_replica_and_fall_back_to_the_primary_when_it_is_down_or_behind(team, tmp_path, folder):
+    from rag.index.team import connect_catalog
+    from tests.servers import free_port
+
+    servers = team.servers
+    if not servers.replica_tls_port:
+        pytest.skip("these test servers run no replica")
+    alice_role, bob_role = team.role("alice"), team.role("bob")
+    replica = servers.dsn(alice_role, team.passwords[alice_role], team.dbname, port=servers.replica_tls_port)
+    alice = Engine(tmp_path / "data-a", embedder=HashEmbedder(), settings=team.settings("alice", read_dsn=replica))
+    alice.index_all([folder], collection="team:handbook")
+    # Her own write is found at once: the replica has replayed it, or she reads the primary.
+    assert alice.search("walrus2", "team:handbook", k=1)[0].path.endswith("policy2.txt")
+    assert alice.team.test_connection()["replica"] == f"127.0.0.1:{servers.replica_tls_port}"
+    assert alice.team._reader.execute("SELECT pg_is_in_recovery()").fetchone()[0]  # searches read a standby
+    # The replica holds the same row-level security: bob sees no board row there either.
+    bob_replica = connect_catalog(servers.dsn(bob_role, team.passwords[bob_role], team.dbname,
+                                              port=servers.replica_tls_port))
+    with pytest.raises(Exception, match="read-only"):
+        bob_replica.execute("DELETE FROM enclave_chunks")
+    bob_replica.close()
+
+    # Behind: replay paused on the standby while alice writes; bob's search reads the primary.
+    standby = connect_catalog(servers.dsn(dbname=team.dbname, port=servers.replica_tls_port))
+    standby.execute("SELECT pg_wal_replay_pause()")
+    try:
+        (folder / "late.txt").write_text("A late policy about the walrus99 rota.\n")
+        alice.index_all([folder], collection="team:handbook")
+        bob_dsn = servers.dsn(bob_role, team.passwords[bob_role], team.dbname, port=servers.replica_tls_port)
+        bob = Engine(tmp_path / "data-b", embedder=HashEmbedder(), settings=team.settings("bob", read_dsn=bob_dsn))
+        bob.team._max_lag_s = 0.0
+        assert bob.search("walrus99", "team:handbook", k=1)[0].path.endswith("late.txt")
+        assert any("is behind the primary" in n for n in bob.team.notices), bob.team.notices
+        bob.close()
+    finally:
+        standby.execute("SELECT pg_wal_replay_resume()")
+        standby.close()
+
+    # Down: a replica nobody answers at; one notice, and searches go on against the primary.
+    down = replica.replace(f"port={servers.replica_tls_port}", f"port={free_port()}")
+    carol = Engine(tmp_path / "data-c", embedder=HashEmbedder(), settings=team.settings("alice", read_dsn=down))
+    assert carol.search("walrus3", "team:handbook", k=1)[0].path.endswith("policy3.txt")
+    assert carol.search("walrus1", "team:handbook", k=1)[0].path.endswith("policy1.txt")
+    assert len(carol.team.notices) == 1 and "replica at 127.0.0.1" in carol.team.notices[0]
+    assert "searching the primary" in carol.team.notices[0]
+    carol.close(), alice.close()
+
+
+def test_a_client_certificate_port_admits_a_valid_certificate_and_names_what_is_wrong_otherwise(team, tmp_path, folder):
+    from tests.servers import client_certificate
+
+    servers = team.servers
+    role = team.role("alice")
+    base = servers.dsn(role, team.passwords[role], team.dbname, port=servers.cert_port)
+    cert, key = client_certificate(tmp_path, servers.ca_file, servers.ca_key, role)
+    good = Engine(tmp_path / "data-cert", embedder=HashEmbedder(),
+                  settings=team.settings("alice", postgres_dsn=f"{base} sslcert={cert} sslkey={key}"))
+    assert good.index_all([folder], collection="team:handbook").indexed == 4
+    assert good.search("walrus1", "team:handbook", k=1)[0].path.endswith("policy1.txt")
+    good.close()
+    none = Engine(tmp_path / "data-nocert", embedder=HashEmbedder(), settings=team.settings("alice", postgres_dsn=base))
+    with pytest.raises(EnclaveError, match="wants a client certificate it trusts.*set sslcert and sslkey"):
+        none.search("walrus1", "team:handbook")
+    none.close()
+    old_cert, old_key = client_certificate(tmp_path, servers.ca_file, servers.ca_key, role, expired=True)
+    expired = Engine(tmp_path / "data-expired", embedder=HashEmbedder(),
+                     settings=team.settings("alice", postgres_dsn=f"{base} sslcert={old_cert} sslkey={old_key}"))
+    with pytest.raises(EnclaveError, match="client certificate as expired.*ask the administrator for a new one"):
+        expired.search("walrus1", "team:handbook")
+    assert expired.index_all([folder], collection="mine").indexed == 4  # local collections keep working
+    expired.close()
