@@ -882,8 +882,17 @@ def grant(db, collection: str, role: str, write: bool = False) -> None:
     add to it with write."""
     from psycopg import sql
 
+    import psycopg
+
     collection = _unprefixed(collection)
-    db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(MEMBER_ROLE), sql.Identifier(role)))
+    try:
+        db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(MEMBER_ROLE), sql.Identifier(role)))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # PostgreSQL 16+: a CREATEROLE owner may grant only roles it administers; it does
+        # when it created enclave_member, not when another database of the cluster did.
+        owner = db.execute("SELECT current_user").fetchone()[0]
+        raise EnclaveError(f"The owner role {owner} may not grant {MEMBER_ROLE} ({_first_line(exc)}). As a superuser, "
+                           f"run once: GRANT {MEMBER_ROLE} TO {owner} WITH ADMIN OPTION;") from exc
     db.execute("INSERT INTO enclave_grants(collection, role_name, can_write) VALUES (%s, %s, %s) "
                "ON CONFLICT (collection, role_name) DO UPDATE SET can_write = excluded.can_write",
                (collection, role, write))

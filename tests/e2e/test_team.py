@@ -235,6 +235,8 @@ def test_an_administrator_sets_up_a_team_with_enclave_cli(team_servers, tmp_path
     root.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEROLE PASSWORD 'owner-pw'").format(sql.Identifier(owner)))
     root.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'carol-pw'").format(sql.Identifier(member)))
     root.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner)))
+    root.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'enclave_member') THEN "
+                 "CREATE ROLE enclave_member NOLOGIN; END IF; END $$")  # as another database's setup left it
     try:
         admin = tmp_path / "admin"
         monkeypatch.setenv("ENCLAVE_TEAM_ADMIN_DSN", team_servers.dsn(owner, "owner-pw", dbname))
@@ -246,6 +248,11 @@ def test_an_administrator_sets_up_a_team_with_enclave_cli(team_servers, tmp_path
         root_db.close()
         assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 4, "vectors_rebuilt": {}}
         assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 4, "vectors_rebuilt": {}}
+        # enclave_member is cluster-wide and other tests' databases created it, so this owner
+        # does not administer it (PostgreSQL 16+): told what to run, then given it.
+        refused = cli(admin, "team-admin", "grant", "wiki", member, check=False)
+        assert refused.returncode == 1 and f"GRANT enclave_member TO {owner} WITH ADMIN OPTION" in refused.stderr
+        root.execute(sql.SQL("GRANT enclave_member TO {} WITH ADMIN OPTION").format(sql.Identifier(owner)))
         created = as_json(cli(admin, "team-admin", "create", "wiki", "--json"))
         assert created["collection"] == "team:wiki" and created["store_name"].startswith("enclave_team_")
         cli(admin, "team-admin", "grant", "wiki", member, "--write")
