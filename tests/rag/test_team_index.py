@@ -412,6 +412,8 @@ def test_migrate_brings_a_database_at_the_chroma_era_schema_to_pgvector_resumabl
                             [(f"c{i:04d}", doc, i, f"Page {i}: the codeword is okapi{i}.") for i in range(600)])
         assert team_db.migrate(admin) == len(team_db.MIGRATIONS)
         assert team_db.missing_vectors(admin) == {"wiki": ("fake-hash-embedder", 600)}
+        index = "SELECT count(*) FROM pg_indexes WHERE indexname = 'enclave_team_old_hnsw'"
+        assert admin.execute(index).fetchone()[0] == 0  # built once the vectors are in
         embedder = HashEmbedder()
         calls = []
 
