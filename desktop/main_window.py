@@ -315,8 +315,11 @@ class MainWindow(QMainWindow):
     def _test_team(self, dialog, team) -> None:
         def reached(info: dict) -> None:
             seen = ", ".join(info["collections"]) or "no team collection granted to you yet"
-            dialog.show_team_result(f"Connected: catalog {info['catalog']}, vectors {info['vectors']}. "
-                                    f"You see: {seen}.")
+            replica = ""
+            if "replica" in info:
+                replica = (f", replica {info['replica']}" if info["replica"]
+                           else ", replica unreachable (searches use the database)")
+            dialog.show_team_result(f"Connected: database {info['catalog']}{replica}. You see: {seen}.")
 
         self.client.run(jobs.test_team(team), name="team_test", on_result=reached,
                         on_failed=dialog.show_team_result)

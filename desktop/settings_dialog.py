@@ -131,7 +131,7 @@ class SettingsDialog(QDialog):
             field.currentIndexChanged.connect(self._on_changed)
         for field in (self.context, self.gpu_layers, self.top_k, self.chunk, self.temperature):
             field.valueChanged.connect(self._on_changed)
-        for field in (self.endpoint, self.key_env, self.team_dsn, self.team_url, self.team_token_env,
+        for field in (self.endpoint, self.key_env, self.team_dsn, self.team_read_dsn,
                       self.team_ca):
             field.textChanged.connect(self._on_changed)
         self.model.currentIndexChanged.connect(self._on_model_changed)
@@ -190,13 +190,12 @@ class SettingsDialog(QDialog):
             edit.setPlaceholderText(placeholder)
             return edit
 
-        self.team_dsn = line(team.postgres_dsn, "Team catalog (PostgreSQL connection string)",
+        self.team_dsn = line(team.postgres_dsn, "Team database (PostgreSQL connection string)",
                              "host=db.internal dbname=enclave user=alice sslmode=verify-full", "teamCatalog")
-        self.team_url = line(team.chroma_url, "Team vector server address", "https://vectors.internal:8443",
-                             "teamVectors")
-        self.team_token_env = line(team.token_env, "Environment variable holding the team's token",
-                                   "e.g. ENCLAVE_TEAM_TOKEN (the token itself is never stored)", "teamTokenVariable")
-        self.team_ca = line(team.ca_file, "CA file for the team servers' certificates", "/etc/enclave/team-ca.pem",
+        self.team_read_dsn = line(team.read_dsn, "Team replica for searches (optional connection string)",
+                                  "host=db-replica.internal dbname=enclave user=alice sslmode=verify-full",
+                                  "teamReplica")
+        self.team_ca = line(team.ca_file, "CA file for the team database's certificate", "/etc/enclave/team-ca.pem",
                             "teamCaFile")
         ca_button = QPushButton("Choose…")
         ca_button.setAccessibleName("Choose the CA file")
@@ -207,14 +206,14 @@ class SettingsDialog(QDialog):
         self.team_result = QLabel("")
         self.team_result.setObjectName("teamResult")
         self.team_result.setWordWrap(True)
-        note = QLabel("Collections named team:NAME are stored on these servers, and only there. "
+        note = QLabel("Collections named team:NAME are stored in this database, and only there. "
                       "Documents in your other collections never leave this machine. "
-                      "Your PostgreSQL password comes from PGPASSWORD or ~/.pgpass.")
+                      "Your PostgreSQL password comes from PGPASSWORD or ~/.pgpass, or a client "
+                      "certificate from sslcert and sslkey in the connection string.")
         note.setWordWrap(True)
         form = QFormLayout()
-        form.addRow("Catalog (PostgreSQL)", self.team_dsn)
-        form.addRow("Vectors (Chroma)", self.team_url)
-        form.addRow("Token variable", self.team_token_env)
+        form.addRow("Database (PostgreSQL)", self.team_dsn)
+        form.addRow("Replica for searches", self.team_read_dsn)
         form.addRow("CA file", _pair(self.team_ca, ca_button))
         form.addRow("", self.team_test)
         form.addRow("", self.team_result)
@@ -227,8 +226,7 @@ class SettingsDialog(QDialog):
         return dataclasses.replace(
             self._original.team,
             postgres_dsn=self.team_dsn.text().strip(),
-            chroma_url=self.team_url.text().strip(),
-            token_env=self.team_token_env.text().strip(),
+            read_dsn=self.team_read_dsn.text().strip(),
             ca_file=self.team_ca.text().strip(),
         )
 
@@ -239,7 +237,7 @@ class SettingsDialog(QDialog):
     @Slot()
     def _on_team_test_clicked(self) -> None:
         team = self.chosen_team()
-        problems = team.problems() if team.configured else ["Fill in the catalog and the vector server first."]
+        problems = team.problems() if team.configured else ["Fill in the database connection string first."]
         if problems:
             self.team_result.setText("; ".join(problems))
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import os
 import tempfile
 import tomllib
@@ -15,6 +16,8 @@ import tomli_w
 
 from .addresses import dsn_host
 from .errors import EnclaveError, ModelNotFound
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SETTINGS_FILE = "settings.toml"
@@ -55,53 +58,46 @@ def default_llm_model() -> Path:
 
 @dataclass
 class TeamSettings:
-    """The team's servers ([team] in settings.toml); all empty means no team collections.
+    """The team's database ([team] in settings.toml); empty means no team collections.
 
-    Collections named team:NAME live there: the catalog in PostgreSQL (`postgres_dsn`, with
-    sslmode=verify-full off this machine; the password comes from libpq's PGPASSWORD or
-    ~/.pgpass, never from here), the vectors on a Chroma server behind a TLS proxy
-    (`chroma_url`) that wants the bearer token held in the environment variable
-    `token_env`. `ca_file` verifies both servers' certificates.
+    Collections named team:NAME live in PostgreSQL (`postgres_dsn`, with sslmode=verify-full
+    off this machine; the password comes from libpq's PGPASSWORD or ~/.pgpass, or a client
+    certificate from sslcert/sslkey in the DSN, never from here). `ca_file` verifies the
+    server's certificate. `read_dsn` optionally names a streaming replica that serves searches.
     """
 
     postgres_dsn: str = ""
-    chroma_url: str = ""
-    token_env: str = ""
     ca_file: str = ""
+    read_dsn: str = ""
     timeout_s: float = 10.0
 
     @property
     def configured(self) -> bool:
-        return bool(self.postgres_dsn or self.chroma_url)
+        return bool(self.postgres_dsn)
 
     def problems(self) -> list[str]:
-        from urllib.parse import urlsplit
-
         if not self.configured:
-            return []
+            return ["team.read_dsn needs team.postgres_dsn (writes go to the primary)"] if self.read_dsn else []
         out = []
-        if not (self.postgres_dsn and self.chroma_url):
-            out.append("team needs both postgres_dsn and chroma_url")
-        parts = urlsplit(self.chroma_url)
-        if self.chroma_url and (parts.scheme not in ("http", "https") or not parts.hostname):
-            out.append("team.chroma_url must be a URL like https://vectors.internal:8443")
-        if self.token_env and not self.token_env.replace("_", "").isalnum():
-            out.append("team.token_env must be the name of an environment variable, not the token")
+        for key in ("postgres_dsn", "read_dsn"):
+            value = getattr(self, key)
+            if value.startswith(("http://", "https://")):
+                out.append(f"team.{key} must be a PostgreSQL connection string like "
+                           "'host=db.internal dbname=enclave user=alice sslmode=verify-full'")
         if not 1.0 <= self.timeout_s <= 600.0:
             out.append("team.timeout_s must be between 1 and 600 seconds")
         return out
 
     def hosts(self) -> list[str]:
         """The servers team collections go to, as host:port (for the status bar)."""
-        from urllib.parse import urlsplit
+        return [dsn_host(d) for d in (self.postgres_dsn, self.read_dsn) if d]
 
-        out = []
-        if self.postgres_dsn:
-            out.append(dsn_host(self.postgres_dsn))
-        if self.chroma_url:
-            parts = urlsplit(self.chroma_url)
-            out.append(f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}")
-        return out
+
+# Keys of the [team] section before vectors moved into PostgreSQL (issue 22).
+RETIRED_TEAM_KEYS = {
+    "chroma_url": "vectors now live in the team's PostgreSQL database",
+    "token_env": "members log in to PostgreSQL with their own role; there is no shared token",
+}
 
 
 @dataclass
@@ -250,6 +246,11 @@ def _team_from(raw: dict, path: Path) -> TeamSettings:
     values = {}
     for key, value in raw.items():
         field = known.get(key)
+        if key in RETIRED_TEAM_KEYS:
+            # Ignored rather than refused, so Enclave still starts; saving settings drops them.
+            log.warning("The settings file %s has team.%s, which this Enclave no longer reads (%s): "
+                        "remove the line.", path, key, RETIRED_TEAM_KEYS[key])
+            continue
         if field is None:
             continue
         if isinstance(field.default, float) and isinstance(value, int):

