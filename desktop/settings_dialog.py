@@ -28,6 +28,28 @@ def what_changes(old: Settings, new: Settings) -> tuple[bool, bool]:
     return reload, reindex
 
 
+
+class _WrappingLabel(QLabel):
+    """A word-wrapped label that asks for the height its text needs at its width: a form
+    inside tabs sizes rows from the label's unwrapped hint, which cut the last line."""
+
+    def __init__(self, text: str = ""):
+        super().__init__(text)
+        self.setWordWrap(True)
+
+    def _claim_height(self) -> None:
+        need = self.heightForWidth(self.width())
+        if need > 0 and need != self.minimumHeight():
+            self.setMinimumHeight(need)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._claim_height()
+
+    def setText(self, text: str) -> None:
+        super().setText(text)
+        self._claim_height()
+
 class SettingsDialog(QDialog):
     # The window runs the test where the engine lives and answers with show_team_result().
     team_test_requested = Signal(object)  # TeamSettings
@@ -45,7 +67,7 @@ class SettingsDialog(QDialog):
         self.model.setObjectName("modelChoice")
         # What this model brings with it: its fit here, its trained context, its chat
         # template and refusal cut (issue 23: per-model behaviour shown in Settings).
-        self.model_behaviour = QLabel()
+        self.model_behaviour = _WrappingLabel()
         self.model_behaviour.setObjectName("modelBehaviour")
         self.model_behaviour.setWordWrap(True)
 
