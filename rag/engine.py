@@ -6,6 +6,7 @@ thread (the window's single engine worker, or the CLI's main thread) calls it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -265,7 +266,7 @@ class Engine:
     def _compared(self, result, model, should_stop):
         from .documents.overview import write_overview
 
-        yield result
+        yield copy.copy(result)  # a snapshot: the final one gains the overview
         if model is not None and not result.same:
             yield from write_overview(result, model, self.embedder.embed, should_stop)
         result.final = True

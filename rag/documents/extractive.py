@@ -23,7 +23,8 @@ from .sentences import Sentence, is_table
 
 LENGTHS = ("short", "long")
 REDUNDANCY = 0.7  # weight of the likeness to what was already chosen (MMR's 1 - lambda)
-SAME_WORDS = 0.6  # a sentence sharing this share of its words with a chosen one repeats it
+SAME_WORDS = 0.9  # a sentence sharing this share of its words with a chosen one repeats it
+WORD_REDUNDANCY = 0.5  # below that, shared words only weigh against it: every stretch gets a line
 MIN_WORDS, MAX_WORDS = 5, 60  # shorter says little; longer is a run-on line of a bad PDF
 
 
@@ -68,10 +69,11 @@ def choose(chunks: Sequence[ChunkRow], sentences: Sequence[Sentence], vectors: M
         best, best_score = None, -math.inf
         for s in part:
             words = stems[id(s)]
-            if any(_overlap(words, stems[id(c)]) >= SAME_WORDS for c in chosen):
+            repeat = max((_overlap(words, stems[id(c)]) for c in chosen), default=0.0)
+            if repeat >= SAME_WORDS:
                 continue
             lexical = sum(counts[w] * idf[w] for w in words) / (len(part) * (1 + math.sqrt(len(words))))
-            score = lexical
+            score = lexical - WORD_REDUNDANCY * repeat
             v = unit[s.chunk]
             if v is not None and centre is not None:
                 seen = max((float(v @ c) for c in chosen_vectors), default=0.0)
@@ -90,8 +92,9 @@ def choose(chunks: Sequence[ChunkRow], sentences: Sequence[Sentence], vectors: M
 def _worth_quoting(s: Sentence, chunks: Sequence[ChunkRow]) -> bool:
     words = len(s.text.split())
     if is_table(chunks[s.chunk]):
-        # A row: its cells are what it says; a row of names alone is the header.
-        return words >= 2 and (any(ch.isdigit() for ch in s.text) or sentence_kind(s.text) != LABEL)
+        # A row of cells says something; a title line (one cell) or the header (names
+        # alone) does not. A sheet of one column falls back to any line that is no label.
+        return words >= 2 and "|" in s.text and (any(ch.isdigit() for ch in s.text) or sentence_kind(s.text) != LABEL)
     return MIN_WORDS <= words <= MAX_WORDS and sentence_kind(s.text) == STATEMENT
 
 

@@ -9,6 +9,7 @@ and a changed file (indexed again: a new hash) is summarized afresh.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -76,7 +77,7 @@ def summarize(doc: DocumentRow, chunks: Sequence[ChunkRow], vectors, length: str
     Summary (final=True)."""
     result = extractive_summary(doc, chunks, vectors, length)
     result.timings["read_ms"] = round(fetch_ms, 1)
-    yield result
+    yield copy.copy(result)  # a snapshot: the one completed below is another object
     if model is not None:
         key = cache_key(doc, model, length)
         cached = _load(cache_dir, key)
