@@ -72,9 +72,18 @@ class Comparison:
                 "stopped": self.stopped, "timings": self.timings}
 
 
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-",
+                         "\u2014": "-", "\u00a0": " "})
+
+
 def normal(text: str) -> str:
-    """A sentence as compared: whitespace and a PDF's hyphenated line breaks do not count."""
-    return " ".join(re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text).split())
+    """A sentence as compared: whitespace, a PDF's hyphenated line breaks and the quote
+    marks one format curls and another keeps straight do not count."""
+    return " ".join(re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text).translate(_QUOTES).split())
+
+
+def _words(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
 
 
 def compare_sides(a: Side, b: Side) -> Comparison:
@@ -140,7 +149,8 @@ def _diff(sa, sb, na, nb, added, removed, changed) -> None:
                     removed.append(sa[i])
                     continue
                 added.extend((s, None) for s in sb[j:best])
-                changed.append((sa[i], sb[best]))
+                if _words(na[i]) != _words(nb[best]):  # a stray quote mark or comma is no change
+                    changed.append((sa[i], sb[best]))
                 j = best + 1
             added.extend((s, None) for s in sb[j:j2])
 
