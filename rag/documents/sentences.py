@@ -105,5 +105,6 @@ def source(chunks: Sequence[ChunkRow], s: Sentence) -> dict:
         "unit": s.unit,
         "chunk_id": chunk.id,
         "char_start": chunk.char_start,
+        "text": chunk.text,  # the chunk, as answers' sources carry it: the viewer finds the passage in it
         "support": {"start": s.start, "end": s.end, "text": s.text},
     }

@@ -404,3 +404,41 @@ def test_the_bundled_model_summarizes_a_small_document_with_cited_checked_bullet
         assert again.cached and again.summary == result.summary
     finally:
         e.close()
+
+
+# --- in the conversation -----------------------------------------------------------------------
+
+
+class _Job:
+    def should_stop(self):
+        return False
+
+
+def test_a_chat_message_asking_for_a_summary_or_a_comparison_gets_one_shaped_as_an_answer(engine, tmp_path):
+    from desktop import jobs
+    from rag.answer import verdict
+
+    a, b = tmp_path / "rules-2024.txt", tmp_path / "rules-2025.txt"
+    a.write_text(long_text(3))
+    b.write_text(long_text(3).replace("121 in", "140 in"))
+    engine.index_all([a, b])
+    engine._chat_model = FakeModel(context=2048)
+    try:
+        *_, done = jobs._ask("summarize rules-2024.txt", "default", None, engine, _Job())
+        data = done["answer"]
+        # Every [n] of the message is one of its sources, and each quoted line is in its source.
+        cited = {int(n) for n in re.findall(r"\[(\d+)\]", data["answer"])}
+        assert cited and cited <= {s["n"] for s in data["sources"]}
+        quoted = [s for s in data["sources"] if s["support"]]
+        assert quoted and all(s["text"][s["support"]["start"]:s["support"]["end"]] == s["support"]["text"]
+                              for s in quoted)
+        assert verdict.supported(data) is True  # the model's bullets were checked
+        *_, done = jobs._ask("what changed between rules-2024.txt and rules-2025.txt?", "default", None, engine,
+                             _Job())
+        data = done["answer"]
+        assert "Changed" in data["answer"] and "140" in data["answer"]
+        assert {s["path"] for s in data["sources"]} == {str(a.resolve()), str(b.resolve())}
+        *_, plain = jobs._ask("what does the harbour cost?", "default", None, engine, _Job())
+        assert "Changed" not in plain["answer"]["answer"]  # an ordinary question is answered as before
+    finally:
+        engine._chat_model = None
