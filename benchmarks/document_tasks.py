@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from rag.answer.evidence import split_sentences  # noqa: E402
 from rag.documents import extractive  # noqa: E402
-from rag.documents.compare import Side, compare_sides, normal  # noqa: E402
+from rag.documents.compare import Side, _key as normal, compare_sides  # noqa: E402  (sentences as compare matches them)
 from rag.documents.sentences import document_sentences, source  # noqa: E402
 from rag.index.catalog import ChunkRow  # noqa: E402
 

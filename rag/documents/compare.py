@@ -82,8 +82,10 @@ def normal(text: str) -> str:
     return " ".join(re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text).translate(_QUOTES).split())
 
 
-def _words(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
+def _key(text: str) -> str:
+    """What two sentences must share to be the same: their words, case kept. A stray quote
+    mark or comma (a sentence cut before or after its closing quote) is no change."""
+    return " ".join(re.findall(r"\w+", normal(text)))
 
 
 def compare_sides(a: Side, b: Side) -> Comparison:
@@ -91,8 +93,8 @@ def compare_sides(a: Side, b: Side) -> Comparison:
     if a.content_hash and a.content_hash == b.content_hash:
         return Comparison(a.path, b.path, True, [], [], [], [], "versions",
                           timings={"compare_ms": round((time.perf_counter() - started) * 1000, 1)})
-    na = [normal(s.text) for s in a.sentences]
-    nb = [normal(s.text) for s in b.sentences]
+    na = [_key(s.text) for s in a.sentences]
+    nb = [_key(s.text) for s in b.sentences]
     common = sum(m.size for m in difflib.SequenceMatcher(None, na, nb, autojunk=False).get_matching_blocks())
     versions = common >= SAME_TEXT * max(1, min(len(na), len(nb)))
     added: list[tuple[Sentence, None]] = []
@@ -102,14 +104,14 @@ def compare_sides(a: Side, b: Side) -> Comparison:
         _diff(a.sentences, b.sentences, na, nb, added, removed, changed)
     else:
         for sa, sb in _align_sections(a, b):
-            xa = [normal(s.text) for s in sa]
-            xb = [normal(s.text) for s in sb]
+            xa = [_key(s.text) for s in sa]
+            xb = [_key(s.text) for s in sb]
             _diff(sa, sb, xa, xb, added, removed, changed)
     # Moved: the same sentence gone from one place and found in another.
-    found = {normal(s.text): s for s, _ in added}
+    found = {_key(s.text): s for s, _ in added}
     moved = []
     for s in list(removed):
-        twin = found.pop(normal(s.text), None)
+        twin = found.pop(_key(s.text), None)
         if twin is not None:
             removed.remove(s)
             moved.append((s, twin))
@@ -149,8 +151,7 @@ def _diff(sa, sb, na, nb, added, removed, changed) -> None:
                     removed.append(sa[i])
                     continue
                 added.extend((s, None) for s in sb[j:best])
-                if _words(na[i]) != _words(nb[best]):  # a stray quote mark or comma is no change
-                    changed.append((sa[i], sb[best]))
+                changed.append((sa[i], sb[best]))
                 j = best + 1
             added.extend((s, None) for s in sb[j:j2])
 
