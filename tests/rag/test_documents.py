@@ -442,3 +442,10 @@ def test_a_chat_message_asking_for_a_summary_or_a_comparison_gets_one_shaped_as_
         assert "Changed" not in plain["answer"]["answer"]  # an ordinary question is answered as before
     finally:
         engine._chat_model = None
+
+
+def test_the_librarys_summarize_and_compare_actions_ask_what_the_intent_rule_recognises():
+    # The window's context menu sends these messages; the rule must route them, full paths included.
+    names = ["/home/ann/Policies and rules/travel 2024.pdf", "/home/ann/travel 2025.docx"]
+    assert document_intent(f"summarize {names[0]}", names).targets == (names[0],)
+    assert document_intent(f"compare {names[0]} and {names[1]}", names).targets == tuple(names)
