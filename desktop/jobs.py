@@ -137,6 +137,18 @@ def _ask(question, collection, conversation, engine, job):
     if store.get(conversation_id).title == "New conversation":
         store.rename(conversation_id, _title(question))
     store.add_message(conversation_id, "user", question)
+    task = _document_task(question, collection, engine, job)
+    if task is not None:  # "summarize zen.pdf", "compare A and B": the whole documents, not top-k
+        data = None
+        for event in task:
+            if isinstance(event, dict):
+                data = event
+            elif isinstance(event, str):
+                yield event
+        data["question"] = question
+        store.add_message(conversation_id, "assistant", data["answer"], data)
+        yield {"answer": data, "conversation": conversation_id, "stopped": job.should_stop()}
+        return
     answer = None
     for event in engine.ask(question, collection, None, history, should_stop=job.should_stop):
         if isinstance(event, Answer):
@@ -151,6 +163,39 @@ def _ask(question, collection, conversation, engine, job):
     data["question"] = question
     store.add_message(conversation_id, "assistant", answer.text, data)
     yield {"answer": data, "conversation": conversation_id, "stopped": job.should_stop()}
+
+
+def _document_task(question, collection, engine, job):
+    """The summary or comparison a message asks for (rag/documents/intent.py: a rule, no
+    model call), as a generator of text pieces then an answer-shaped dict; None otherwise."""
+    from rag.documents.intent import document_intent
+
+    names = [d.path for d in engine.documents(collection) if d.state == "indexed"]
+    intent = document_intent(question, names)
+    if intent is None:
+        return None
+    return _run_document_task(intent, collection, engine, job)
+
+
+def _run_document_task(intent, collection, engine, job):
+    from rag.documents.chat import comparison_message, summary_message
+    from rag.documents.compare import Comparison
+    from rag.documents.mapreduce import PartProgress
+    from rag.documents.summary import Summary
+
+    if intent.task == "summarize":
+        events = engine.summarize(intent.targets[0], intent.length, collection, should_stop=job.should_stop)
+    else:
+        events = engine.compare(*intent.targets, collection=collection, should_stop=job.should_stop)
+    result = None
+    for event in events:
+        if isinstance(event, (Summary, Comparison)):
+            result = event
+        elif isinstance(event, PartProgress):
+            continue  # the answer's text shows the model's progress as it writes
+        else:
+            yield event
+    yield summary_message(result) if isinstance(result, Summary) else comparison_message(result)
 
 
 def conversations(engine, job) -> list[dict]:

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt, Signal, Slot
-from PySide6.QtGui import QColor, QGuiApplication, QPalette
+from PySide6.QtGui import QAction, QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QInputDialog, QLabel, QLineEdit, QListWidget,
     QMessageBox, QPushButton, QTableView, QTextBrowser, QVBoxLayout, QWidget,
@@ -175,6 +175,7 @@ class LibraryWidget(QWidget):
     removal_requested = Signal(list)
     reindex_requested = Signal(list)
     password_given = Signal(str, str)  # path, password
+    task_requested = Signal(str)  # a chat message for a whole-document task: "summarize PATH"
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -210,6 +211,12 @@ class LibraryWidget(QWidget):
         self.table.setColumnHidden(2, True)  # pages: in the details below; the name needs the room
         self.table.selectionModel().currentRowChanged.connect(self._on_document_changed)
         self.table.activated.connect(self._on_document_activated)  # a double-click, or Enter
+        # Right-click: whole-document tasks, asked in the chat as a person would type them.
+        self.table.setContextMenuPolicy(Qt.ActionsContextMenu)
+        for label, slot in (("Summarize", self._on_summarize), ("Compare the two selected", self._on_compare)):
+            act = QAction(label, self.table)
+            act.triggered.connect(slot)
+            self.table.addAction(act)
 
         self.add_files_button = self._button("Add files…", "Add files to the collection (Ctrl+O)", self._on_add_files)
         self.add_files_button.setObjectName("addFilesButton")
@@ -338,6 +345,18 @@ class LibraryWidget(QWidget):
         paths = self.selected_paths()
         if paths:
             self.removal_requested.emit(paths)
+
+    @Slot()
+    def _on_summarize(self) -> None:
+        paths = self.selected_paths()
+        if len(paths) == 1:
+            self.task_requested.emit(f"summarize {paths[0]}")
+
+    @Slot()
+    def _on_compare(self) -> None:
+        paths = self.selected_paths()
+        if len(paths) == 2:
+            self.task_requested.emit(f"compare {paths[0]} and {paths[1]}")
 
     @Slot()
     def _on_reindex(self) -> None:

@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
             lambda paths: self._library_change(jobs.remove(paths, self._collection)))
         lib.reindex_requested.connect(lambda paths: self._index(paths, self._collection, force=True))
         lib.password_given.connect(lambda path, pw: self._index([path], self._collection, passwords=(pw,)))
+        lib.task_requested.connect(self.ask)  # Summarize / Compare: answered in the chat like a question
         self.progress.pause_clicked.connect(lambda: self._for_index_jobs(self.worker.pause))
         self.progress.resume_clicked.connect(lambda: self._for_index_jobs(self.worker.resume))
         self.progress.cancel_clicked.connect(lambda: self._for_index_jobs(self.worker.cancel))

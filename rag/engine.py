@@ -6,6 +6,7 @@ thread (the window's single engine worker, or the CLI's main thread) calls it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -189,6 +190,88 @@ class Engine:
         )
         return answerer.ask(question, k or self.settings.top_k, history, should_stop)
 
+    # --- whole documents ------------------------------------------------------------------
+
+    def find_document(self, path: str | os.PathLike, collection: str | None = None) -> tuple[Index, DocumentRow | None]:
+        """The indexed document at `path` (in `collection`, else in any local collection);
+        a bare file name finds the one document of that name. (index, None) when none."""
+        resolved = str(Path(path).expanduser().resolve())
+        names = [collection] if collection else self.collections()
+        named = []
+        for name in names:
+            index = self._index_for(name)
+            doc = index.document(name, resolved)
+            if doc is not None:
+                return index, doc
+            named += [(index, d) for d in index.documents(name) if Path(d.path).name == Path(str(path)).name]
+        if len(named) == 1 and not os.path.exists(resolved):
+            return named[0]
+        return self._index_for(collection or "default"), None
+
+    def _whole_document(self, path, collection):
+        from .documents.summary import check_ready
+
+        index, doc = self.find_document(path, collection)
+        if doc is None and not os.path.exists(str(Path(path).expanduser())):
+            raise EnclaveError(f"No such file: {path}, and no indexed document by that name.")
+        check_ready(doc, str(path))
+        started = time.perf_counter()
+        chunks = index.document_chunks(doc)
+        check_ready(doc, str(path), chunks)
+        vectors = index.vectors(doc.collection, [c.id for c in chunks])
+        return doc, chunks, vectors, (time.perf_counter() - started) * 1000
+
+    @property
+    def summaries_dir(self) -> Path:
+        return self.data_dir / "summaries"
+
+    def summarize(self, path: str | os.PathLike, length: str = "short", collection: str | None = None,
+                  use_model: bool = True, should_stop: Callable[[], bool] | None = None) -> Iterator:
+        """Summarize one indexed document from what indexing stored. Raises at once, for the
+        user, when it cannot (not indexed, still indexing, empty). Yields the extractive
+        Summary, then with the model PartProgress events and the summary's text as decoded,
+        then the final Summary (final=True). See rag/documents/summary.py."""
+        from .documents.summary import summarize
+
+        if length not in ("short", "long"):
+            raise EnclaveError(f"The length of a summary is short or long, not {length!r}.")
+        doc, chunks, vectors, fetch_ms = self._whole_document(path, collection)
+        model = None
+        if use_model:
+            model = self.chat_model
+            model.prepare()  # loads in its own process while the extract is chosen
+        return summarize(doc, chunks, vectors, length, model, self.embedder.embed if use_model else None,
+                         self.summaries_dir, should_stop, fetch_ms)
+
+    def compare(self, a: str | os.PathLike, b: str | os.PathLike, collection: str | None = None,
+                use_model: bool = True, should_stop: Callable[[], bool] | None = None) -> Iterator:
+        """Compare two indexed documents (any formats, local or team). Yields the Comparison,
+        then with the model the overview's text as decoded and the Comparison again
+        (final=True). See rag/documents/compare.py."""
+        from .documents.compare import Side, compare_sides
+
+        doc_a, chunks_a, vectors_a, ms_a = self._whole_document(a, collection)
+        doc_b, chunks_b, vectors_b, ms_b = self._whole_document(b, collection)
+        if doc_a.id == doc_b.id and doc_a.collection == doc_b.collection:
+            raise EnclaveError("Those are the same document; name two to compare.")
+        model = None
+        if use_model:
+            model = self.chat_model
+            model.prepare()
+        result = compare_sides(Side(doc_a.path, chunks_a, vectors_a, doc_a.content_hash),
+                               Side(doc_b.path, chunks_b, vectors_b, doc_b.content_hash))
+        result.timings["read_ms"] = round(ms_a + ms_b, 1)
+        return self._compared(result, model, should_stop)
+
+    def _compared(self, result, model, should_stop):
+        from .documents.overview import write_overview
+
+        yield copy.copy(result)  # a snapshot: the final one gains the overview
+        if model is not None and not result.same:
+            yield from write_overview(result, model, self.embedder.embed, should_stop)
+        result.final = True
+        yield result
+
     def _indexer(self, collection: str = "default") -> "Indexer":
         from .ingest.chunking import ChunkPlan, Chunker
         from .ingest.indexer import Indexer
@@ -366,7 +449,7 @@ class Engine:
     def remove(self, paths: Sequence[str | os.PathLike], collection: str | None = None) -> list[str]:
         """Forget documents (a folder forgets everything under it); returns paths forgotten."""
         self.lock.acquire()
-        forgotten = []
+        forgotten, hashes = [], []
         names = [collection] if collection else self.collections()
         for raw in paths:
             path = str(Path(raw).expanduser().resolve())
@@ -377,8 +460,13 @@ class Engine:
                 for doc in docs + ([exact] if exact else []):
                     index.forget_document(doc)
                     forgotten.append(doc.path)
+                    hashes.append(doc.content_hash)
         for target in forgotten:
             self.conversations.forget_document(target)
+        from .documents.summary import forget_cached
+
+        for doc in hashes:
+            forget_cached(self.summaries_dir, doc)
         return forgotten
 
     def verify(self, repair: bool = False, team: bool | None = None) -> dict:

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import EnclaveError
-from . import answers, documents, maintenance, models, team
+from . import answers, documents, maintenance, models, team, wholedocs
 from .common import add_common
 
-GROUPS = (documents, answers, maintenance, team, models)
+GROUPS = (documents, answers, wholedocs, maintenance, team, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -386,6 +386,17 @@ class Catalog:
                 out[r[0]] = ChunkRow(*r)
         return out
 
+    def document_chunks(self, doc_id: int) -> list[ChunkRow]:
+        """A document's chunks in document order (whole-document tasks read them all)."""
+        rows = self.db.execute(
+            """SELECT c.id, d.path, d.collection, c.text, c.page_start, c.page_end,
+                      c.char_start, c.char_end, c.unit
+               FROM chunks c JOIN documents d ON d.id = c.document_id
+               WHERE c.document_id = ? ORDER BY c.idx""",
+            (doc_id,),
+        )
+        return [ChunkRow(*r) for r in rows]
+
     def keyword_search(self, collection: str, match: str, limit: int) -> list[tuple[str, float]]:
         """BM25 over chunk text; returns (chunk id, score) with higher = better."""
         rows = self.db.execute(

@@ -192,6 +192,9 @@ class LocalIndex:
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
         return self.catalog.chunks_by_id(list(ids))
 
+    def document_chunks(self, doc: DocumentRow) -> list[ChunkRow]:
+        return self.catalog.document_chunks(doc.id)
+
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         return self.store.vectors(self._store_name(collection), ids)
 

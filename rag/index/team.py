@@ -718,6 +718,16 @@ class TeamIndex:
         )
         return {r[0]: ChunkRow(r[0], r[1], PREFIX + r[2], *r[3:]) for r in rows}
 
+    def document_chunks(self, doc: DocumentRow) -> list[ChunkRow]:
+        rows = self._sql(
+            """SELECT c.id, d.path, d.collection, c.text, c.page_start, c.page_end, c.char_start,
+                      c.char_end, c.unit
+               FROM enclave_chunks c JOIN enclave_documents d ON d.id = c.document_id
+               WHERE c.document_id = %s ORDER BY c.idx""",
+            (doc.id,),
+        )
+        return [ChunkRow(r[0], r[1], PREFIX + r[2], *r[3:]) for r in rows]
+
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         if not ids:
             return {}

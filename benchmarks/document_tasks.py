@@ -1,0 +1,232 @@
+"""Whole-document tasks, measured: the extractive summary's time against document length and
+its coverage, and compare's recall and precision on known edits of a public text.
+
+Documents are cut from a public book in the corpus (War and Peace, ../shared/corpus/office)
+into pages of about 3,000 characters, one chunk each, as indexing stores them; the chunk
+vectors are hashed bags of words (the summary's cost does not depend on their values; give
+--real-vectors to embed them with the bundled all-MiniLM, which takes minutes). Nothing
+here is read from a file at summary time, as in the app. Prints JSON; --out writes it too.
+
+    python benchmarks/document_tasks.py --out benchmarks/results/document_tasks.json
+
+Edits for compare (seeded): sentences deleted, sentences inserted (taken from elsewhere in
+the book), numbers or names changed in sentences, one paragraph moved. An edit is found
+when compare reports it in the right list with the right page on each side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from rag.answer.evidence import split_sentences  # noqa: E402
+from rag.documents import extractive  # noqa: E402
+from rag.documents.compare import Side, _key as normal, compare_sides  # noqa: E402  (sentences as compare matches them)
+from rag.documents.sentences import document_sentences, source  # noqa: E402
+from rag.index.catalog import ChunkRow  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = ROOT.parent / "shared" / "corpus" / "office" / "book-war-and-peace-1225p.txt"
+PAGE_CHARS = 3000
+
+
+def paragraphs(text: str) -> list[list[str]]:
+    """The book as paragraphs of sentences (the unit the edits work on)."""
+    out = []
+    for block in re.split(r"\n\s*\n", text):
+        block = " ".join(block.split())
+        if len(block) < 40:
+            continue
+        out.append([block[a:b] for a, b in split_sentences(block)])
+    return out
+
+
+def render(paras: list[list[str]], path: str) -> tuple[list[ChunkRow], dict[int, int]]:
+    """Pages of whole paragraphs, one chunk per page; returns chunks and each paragraph's page."""
+    chunks, page, text, at, where = [], 1, "", 0, {}
+    for i, para in enumerate(paras):
+        block = " ".join(para)
+        if text and len(text) + len(block) > PAGE_CHARS:
+            chunks.append(ChunkRow(f"{path}-{page}", path, "bench", text, page, page, at, at + len(text)))
+            at += len(text) + 2
+            page, text = page + 1, ""
+        text = f"{text}\n\n{block}" if text else block
+        where[i] = page
+    if text:
+        chunks.append(ChunkRow(f"{path}-{page}", path, "bench", text, page, page, at, at + len(text)))
+    return chunks, where
+
+
+def hashed_vectors(chunks: list[ChunkRow], dim: int = 384) -> dict[str, np.ndarray]:
+    out = {}
+    for c in chunks:
+        v = np.zeros(dim, dtype=np.float32)
+        for w in re.findall(r"\w+", c.text.lower()):
+            v[hash(w) % dim] += 1.0
+        out[c.id] = v / (np.linalg.norm(v) or 1.0)
+    return out
+
+
+def real_vectors(chunks: list[ChunkRow]) -> dict[str, np.ndarray]:
+    from rag.config import default_embedding_model
+    from rag.embedding import SentenceEmbedder
+
+    embedder = SentenceEmbedder(default_embedding_model())
+    return dict(zip([c.id for c in chunks], embedder.embed([c.text for c in chunks])))
+
+
+def summary_figures(paras, pages_list, real: bool, repeats: int) -> list[dict]:
+    rows = []
+    for pages in pages_list:
+        chunks, _ = render(paras, f"book-{pages}")
+        chunks = chunks[:pages]
+        vectors = real_vectors(chunks) if real else hashed_vectors(chunks)
+        for length in ("short", "long"):
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                chosen = extractive.choose(chunks, document_sentences(chunks), vectors, length)
+                times.append((time.perf_counter() - t0) * 1000)
+            cited_pages = {chunks[s.chunk].page_start for s in chosen}
+            rows.append({"pages": len(chunks), "length": length, "sentences": len(chosen),
+                         "ms_median": round(statistics.median(times), 1), "ms_max": round(max(times), 1),
+                         "tenths_covered": extractive.coverage(chunks, chosen),
+                         "pages_cited_share": round(len(cited_pages) / len(chunks), 3),
+                         "cited_in_order": [s.at for s in chosen] == sorted(s.at for s in chosen)})
+    return rows
+
+
+def _plain(s: str) -> bool:
+    return s.endswith(".") and not re.search("[\"'\u201c\u201d]|\\.\\.", s)
+
+
+def edit(paras: list[list[str]], donors: list[str], rng: random.Random, n: int):
+    """A second version by known edits; returns it and the truth."""
+    new = [list(p) for p in paras]
+    truth = {"removed": [], "added": [], "changed": [], "moved": []}
+    # Plain narrative sentences: an edit inside a quoted speech moves its quote marks onto a
+    # neighbour, which is then changed too and would blur the truth.
+    eligible = [(i, j) for i, p in enumerate(new) for j, s in enumerate(p)
+                if len(s.split()) >= 6 and _plain(s) and (j == 0 or _plain(p[j - 1]))
+                and (j == len(p) - 1 or _plain(p[j + 1]))]
+    picks = rng.sample(eligible, min(len(eligible), 3 * n))
+    deletes, changes, inserts = picks[:n], picks[n:2 * n], picks[2 * n:3 * n]
+    for i, j in changes:
+        s = new[i][j]
+        numbers = re.findall(r"\b\d+\b", s)
+        if numbers:
+            changed = s.replace(numbers[0], str(int(numbers[0]) + 7), 1)
+        else:
+            names = re.findall(r"(?<=\s)[A-Z][a-z]{3,}", s)
+            changed = s.replace(names[0], "Smirnov", 1) if names else s.replace(" the ", " a ", 1)
+        if changed == s:
+            changed = s.replace(" and ", " or ", 1) if " and " in s else "Then " + s[0].lower() + s[1:]
+        truth["changed"].append((i, s, changed))
+        new[i][j] = changed
+    for i, j in deletes:
+        truth["removed"].append((i, new[i][j]))
+        new[i][j] = None
+    for k, (i, j) in enumerate(inserts):
+        donor = donors[k % len(donors)]
+        truth["added"].append((i, donor))
+        new[i].insert(j, donor)
+    new = [[s for s in p if s is not None] for p in new]
+    # One paragraph moved: from a third of the way in to two thirds.
+    src = len(new) // 3
+    moved = new.pop(src)
+    new.insert(2 * len(new) // 3, moved)
+    truth["moved"] = [(src, s) for s in moved if not any(s == t[2] for t in truth["changed"])
+                      and not any(s == t[1] for t in truth["added"])]
+    return [p for p in new if p], truth
+
+
+def compare_figures(paras, donors, page_counts, rng) -> list[dict]:
+    rows = []
+    for pages in page_counts:
+        _, where_all = render(paras, "x")
+        base = [p for i, p in enumerate(paras) if where_all[i] <= pages]
+        n = max(2, pages // 5)
+        new, truth = edit(base, donors, rng, n)
+        chunks_a, page_a = render(base, "a")
+        chunks_b, _ = render(new, "b")
+        a = Side("a", chunks_a, hashed_vectors(chunks_a))
+        b = Side("b", chunks_b, hashed_vectors(chunks_b))
+        t0 = time.perf_counter()
+        result = compare_sides(a, b)
+        ms = (time.perf_counter() - t0) * 1000
+        page_b_of = {normal(s.text): b.chunks[s.chunk].page_start for s in b.sentences}
+        found = 0
+        correct_reports = 0
+        removed = {normal(r["text"]): r["source"]["page"] for r in result.removed}
+        added = {normal(r["text"]): r["source"]["page"] for r in result.added}
+        changed = {(normal(c["before"]["text"]), normal(c["after"]["text"])): (c["before"]["source"]["page"],
+                                                                            c["after"]["source"]["page"])
+                   for c in result.changed}
+        moved = {normal(m["before"]["text"]) for m in result.moved}
+        truth_keys = set()
+        for i, s in truth["removed"]:
+            key = normal(s)
+            truth_keys.add(("r", key))
+            found += removed.get(key) == page_a[i]
+        for i, s in truth["added"]:
+            key = normal(s)
+            truth_keys.add(("a", key))
+            found += key in added and added[key] == page_b_of.get(key)
+        for i, s, c in truth["changed"]:
+            key = (normal(s), normal(c))
+            truth_keys.add(("c", key))
+            found += key in changed and changed[key] == (page_a[i], page_b_of.get(normal(c)))
+        for i, s in truth["moved"]:
+            truth_keys.add(("m", normal(s)))
+            found += normal(s) in moved
+        reports = ([("r", k) for k in removed] + [("a", k) for k in added] + [("c", k) for k in changed]
+                   + [("m", k) for k in moved])
+        correct_reports = sum(r in truth_keys for r in reports)
+        total = sum(len(v) for v in truth.values())
+        rows.append({"pages": len(chunks_a), "edits": total, "reported": len(reports),
+                     "recall": round(found / total, 3) if total else None,
+                     "precision": round(correct_reports / len(reports), 3) if reports else None,
+                     "compare_ms": round(ms, 1), "mode": result.mode})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--book", default=str(BOOK))
+    parser.add_argument("--pages", default="10,30,100,200,300")
+    parser.add_argument("--compare-pages", default="5,20,100")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--real-vectors", action="store_true")
+    parser.add_argument("--seed", type=int, default=24)
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    text = Path(args.book).read_text(encoding="utf-8", errors="replace")
+    paras = paragraphs(text[len(text) // 10:])  # past the front matter
+    donors = [s for p in paragraphs(text[: len(text) // 20]) for s in p if len(s.split()) >= 8 and _plain(s)][:200]
+    rng = random.Random(args.seed)
+    result = {
+        "book": Path(args.book).name,
+        "cpus": os.cpu_count(),
+        "vectors": "all-MiniLM-L6-v2" if args.real_vectors else "hashed bag of words (cost does not depend on them)",
+        "extractive": summary_figures(paras, [int(p) for p in args.pages.split(",")], args.real_vectors, args.repeats),
+        "compare": compare_figures(paras, donors, [int(p) for p in args.compare_pages.split(",")], rng),
+    }
+    out = json.dumps(result, indent=2)
+    print(out)
+    if args.out:
+        Path(args.out).write_text(out + "\n")
+
+
+if __name__ == "__main__":
+    main()
