@@ -83,16 +83,14 @@ def emoji_font() -> str | None:
 
 
 def _ensure_font(app: QApplication) -> None:
-    """Offscreen and minimal desktops may resolve the default family to nothing readable; and
-    the emoji font goes second in the list, so emoji use it rather than any font that has a
-    black-and-white glyph, or none (boxes)."""
+    """Offscreen and minimal desktops may resolve the default family to nothing readable."""
     families = set(QFontDatabase.families())
     font = QFont(app.font())
     if font.family() not in families:
         family = next((f for f in FALLBACK_FONTS if f in families), None)
         if family is not None:
             font = QFont(family, 10)
-    emoji = emoji_font()
-    if emoji:
-        font.setFamilies([font.family(), emoji])
+    # The emoji font is not added to the font's family list: Qt then takes spaces and digits
+    # from it (emoji fonts carry keycap digits), which spread "What is 42" to 1.4 times its
+    # width. Installed, it is found by the system's fallback for the emoji alone.
     app.setFont(font)
