@@ -33,6 +33,7 @@ import numpy as np
 from .citations import (
     STOPWORDS, content_stems, line_above, numbers_agree, sentence_spans, stated_numbers, stem,
 )
+from ..text import split_spans
 from ..types import Hit
 
 # How many retrieved chunks the evidence reads (the prompt may carry fewer).
@@ -86,6 +87,7 @@ _AFFIRMATIONS = frozenset("yes no true false correct incorrect right wrong indee
 _ANNOUNCING = frozenset(["answer"])
 _NEGATION = frozenset("not never no none nothing nobody neither nor without cannot".split())
 _TOKEN = re.compile(r"\w+(?:'\w+)?")
+_NEWLINE = re.compile(r"\n")
 
 
 def probability(features: dict[str, float]) -> float:
@@ -234,20 +236,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 
 def _lines(text: str, a: int, b: int) -> list[tuple[int, int]]:
-    out, pos = [], a
-    for match in re.finditer(r"\n", text[a:b]):
-        out.append((pos, a + match.start()))
-        pos = a + match.end()
-    out.append((pos, b))
-    trimmed = []
-    for x, y in out:
-        while x < y and text[x].isspace():
-            x += 1
-        while y > x and text[y - 1].isspace():
-            y -= 1
-        if x < y:
-            trimmed.append((x, y))
-    return trimmed
+    return split_spans(text, _NEWLINE, a, b)
 
 
 def question_terms(question: str) -> set[str]:

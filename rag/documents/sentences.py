@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 from ..answer.evidence import split_sentences
 from ..index.catalog import ChunkRow
+from ..text import split_spans
+
+_NEWLINE = re.compile(r"\n")
 
 _ROWS = re.compile(r"rows?\s+(\d+)\s*[\u2013-]\s*(\d+)")
 
@@ -67,17 +70,7 @@ def document_sentences(chunks: Sequence[ChunkRow]) -> list[Sentence]:
 
 
 def _line_spans(text: str) -> list[tuple[int, int]]:
-    out, pos = [], 0
-    for line in text.split("\n"):
-        a, b = pos, pos + len(line)
-        pos = b + 1
-        while a < b and text[a].isspace():
-            a += 1
-        while b > a and text[b - 1].isspace():
-            b -= 1
-        if a < b:
-            out.append((a, b))
-    return out
+    return split_spans(text, _NEWLINE, 0, len(text))
 
 
 def _row_numbers(chunk: ChunkRow, spans: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
