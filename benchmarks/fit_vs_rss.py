@@ -32,15 +32,15 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 def measure(path: Path, n_ctx: int) -> dict:
     from rag.llm.gguf import check_gguf
-    from rag.models.fit import geometry_from_gguf, memory_needed
+    from rag.models.fit import detect_machine, geometry_from_gguf, memory_needed
 
     geometry = geometry_from_gguf(check_gguf(path))
-    need, kv, ctx = memory_needed(geometry, n_ctx)
+    need, kv, ctx = memory_needed(geometry, n_ctx, repacks=detect_machine().repacks)  # loaded on the CPU
     out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(ctx)], capture_output=True, text=True,
                          check=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     peak = int(out.stdout.split()[-1])
     return {"model": path.name, "context": ctx, "weights_bytes": geometry.weights, "kv_cache_bytes": kv,
-            "estimate_bytes": need, "peak_rss_bytes": peak, "error": round((need - peak) / peak, 4)}
+            "repacked_bytes": geometry.repackable, "estimate_bytes": need, "peak_rss_bytes": peak, "error": round((need - peak) / peak, 4)}
 
 
 def main() -> None:

@@ -48,6 +48,9 @@ _SCALAR_FORMATS: dict[int, tuple[str, int]] = {
 }
 _T_UINT32 = 4
 
+# The types ggml-cpu's repack.cpp interleaves for matrix products (Q4_0, Q4_K, IQ4_NL).
+_REPACKED_TYPES = frozenset({2, 12, 20})
+
 # ggml tensor types -> (elements per block, bytes per block), as in ggml.c's type traits
 # of the llama.cpp that llama-cpp-python 0.3.36 vendors. Ids 4, 5 and 31-38 were removed.
 GGML_BLOCK_SIZES: dict[int, tuple[int, int]] = {
@@ -104,6 +107,10 @@ class GGUFInfo:
     alignment: int = DEFAULT_ALIGNMENT
     data_offset: int = 0  # where tensor data starts
     data_end: int = 0  # end of the last tensor's data; the file is at least this long
+    # Bytes of the weight matrices llama.cpp's CPU backend copies into an interleaved layout
+    # at load (Q4_0, Q4_K, IQ4_NL; not the token embeddings): on a CPU that does so, they are
+    # in memory twice, the mapped file's pages it read them from and the copy.
+    repackable_bytes: int = 0
     # Scalar metadata (arrays are summarized as ("array", element type, count)).
     metadata: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -291,6 +298,7 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFInfo:
 
         data_size = 0  # running end of the data section, as llama.cpp's gguf loader computes it
         data_end = 0  # end of the last tensor's bytes (without padding)
+        repackable = 0
         seen: set[bytes] = set()
         for index in range(n_tensors):
             name = reader.string_bytes()
@@ -328,6 +336,8 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFInfo:
                     path, f"a tensor's data offset {offset} should be {data_size}"
                 )
             n_bytes = n_elements // block_elements * block_bytes
+            if ggml_type in _REPACKED_TYPES and n_dims == 2 and name != b"token_embd.weight":
+                repackable += n_bytes
             data_end = offset + n_bytes
             data_size = offset + (n_bytes + alignment - 1) // alignment * alignment
     except _Truncated:
@@ -357,6 +367,7 @@ def _parse(path: Path, buf: Any, size: int) -> GGUFInfo:
         alignment=alignment,
         data_offset=data_offset,
         data_end=needed,
+        repackable_bytes=repackable if n_tensors else 0,
         metadata=metadata,
     )
 

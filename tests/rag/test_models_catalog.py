@@ -13,7 +13,9 @@ from rag.errors import EnclaveError, ModelInvalid
 from rag.llm.bundled import DEFAULT_MODEL_SHA256, default_model_path
 from rag.llm.gguf import check_gguf
 from rag.models.catalog import load_catalog
-from rag.models.fit import FITS_CPU, FITS_GPU, SLOW, WONT_FIT, Geometry, Gpu, Machine, geometry_from_gguf, judge
+from rag.models.fit import (
+    FITS_CPU, FITS_GPU, SLOW, USABLE, WONT_FIT, Geometry, Gpu, Machine, geometry_from_gguf, judge,
+)
 from rag.models.policy import PolicyRefused, load_policy
 from rag.models.store import ModelStore, ModelWontFit
 from tests.hub import no_policy  # noqa: F401 (fixture)
@@ -88,6 +90,22 @@ def test_labels_follow_the_machine():
     small_gpu = Machine(16 * GB, 12 * GB, 8, (Gpu("MX450", 2 * GB, 2 * GB),))
     partial = judge(LARGE, small_gpu, 4096)
     assert partial.code == SLOW and 0 < partial.gpu_layers < LARGE.layers  # as many layers as fit
+
+
+def test_weights_the_cpu_backend_repacks_count_twice_on_the_cpu_only():
+    # The evaluation model (Q4_K_M) peaked at 2,029 MB on the CPU against 1,358 MB estimated
+    # without its repacked copy; with it, 1,983 MB.
+    repacked = Geometry(weights=1 * GB, layers=28, kv_heads=2, head_dim=128, trained_context=32768,
+                        repackable=GB // 2)
+    plain = judge(SMALL, Machine(64 * GB, 64 * GB, 8), 4096)
+    assert judge(repacked, Machine(64 * GB, 64 * GB, 8), 4096).need == plain.need + GB // 2
+    assert judge(repacked, Machine(64 * GB, 64 * GB, 8, repacks=False), 4096).need == plain.need
+    on_gpu = judge(repacked, Machine(16 * GB, 12 * GB, 8, (Gpu("RTX 4090", 24 * GB, 22 * GB),)), 4096)
+    assert on_gpu.need == plain.need  # offloaded weights are not repacked
+    tight = Machine(4 * GB, int((plain.need + GB // 4) / USABLE), 4)  # room for the plain need only
+    assert judge(SMALL, tight, 4096).code == FITS_CPU and judge(repacked, tight, 4096).code == WONT_FIT
+    # The bundled model is Q4_1, which the backend does not repack.
+    assert geometry_from_gguf(check_gguf(default_model_path())).repackable == 0
 
 
 def test_the_estimate_reads_the_real_header():
