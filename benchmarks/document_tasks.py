@@ -9,6 +9,19 @@ here is read from a file at summary time, as in the app. Prints JSON; --out writ
 
     python benchmarks/document_tasks.py --out benchmarks/results/document_tasks.json
 
+With the real store (--parts abstracts,long_pdf; minutes, for the indexing): public documents
+that carry their own abstract are indexed into a temporary data folder by the real Engine
+(real reader, chunker and the bundled embedder), the chunks that hold the abstract are left
+out, and the extractive summary of the rest is scored against the abstract by ROUGE-1/2/L F1,
+beside the lead baseline (the first N sentences of the same chunks, N the summary's
+length). ROUGE is written here (the `rouge-score` package is not installed): the standard
+n-gram and longest-common-subsequence F1 over lower-cased alphanumeric tokens, no stemming,
+ROUGE-L over the whole summary as one sequence (rouge-score's `rougeL`). The corpus' one
+paper with an Abstract is a LaTeX sample whose body is Lorem Ipsum; the two SQuAD articles
+stand in with Wikipedia's lead paragraph, which its style guide makes an overview of the
+article. long_pdf times the extractive summary of the corpus' 117-page PDF from the stored
+chunks (reading them and choosing the sentences; median of --repeats).
+
 Edits for compare (seeded): sentences deleted, sentences inserted (taken from elsewhere in
 the book), numbers or names changed in sentences, one paragraph moved. An edit is found
 when compare reports it in the right list with the right page on each side.
@@ -201,6 +214,148 @@ def compare_figures(paras, donors, page_counts, rng) -> list[dict]:
     return rows
 
 
+# --- ROUGE against a document's own abstract, on the real store --------------------------------
+
+SQUAD = ROOT.parent / "shared" / "eval" / "squad2-dev-public.json"
+MULTICOLUMN = ROOT.parent / "shared" / "corpus" / "pdf" / "026-latex-multicolumn" / "multicolumn.pdf"
+LONG_PDF = ROOT.parent / "shared" / "corpus" / "pdf" / "009-pdflatex-geotopo" / "GeoTopo-komprimiert.pdf"
+
+
+def tokens(text: str) -> list[str]:
+    """rouge-score's default tokenizer: lower case, runs of [a-z0-9], no stemming."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _f1(overlap: int, candidate: int, reference: int) -> float:
+    if not overlap:
+        return 0.0
+    p, r = overlap / candidate, overlap / reference
+    return 2 * p * r / (p + r)
+
+
+def rouge_n(candidate: list[str], reference: list[str], n: int) -> float:
+    from collections import Counter
+
+    c = Counter(tuple(candidate[i:i + n]) for i in range(len(candidate) - n + 1))
+    r = Counter(tuple(reference[i:i + n]) for i in range(len(reference) - n + 1))
+    return _f1(sum((c & r).values()), sum(c.values()), sum(r.values()))
+
+
+def rouge_l(candidate: list[str], reference: list[str]) -> float:
+    """F1 of the longest common subsequence (one row of the dynamic programme at a time)."""
+    prev = [0] * (len(reference) + 1)
+    for a in candidate:
+        row = [0]
+        for j, b in enumerate(reference):
+            row.append(prev[j] + 1 if a == b else max(prev[j + 1], row[j]))
+        prev = row
+    return _f1(prev[-1], len(candidate), len(reference))
+
+
+def rouge(candidate: str, reference: str) -> dict:
+    c, r = tokens(candidate), tokens(reference)
+    return {"rouge1": round(rouge_n(c, r, 1), 3), "rouge2": round(rouge_n(c, r, 2), 3),
+            "rougeL": round(rouge_l(c, r), 3)}
+
+
+def _document_text(chunks: list[ChunkRow]) -> str:
+    """The text indexing read, rebuilt from the chunks' offsets (chunks overlap)."""
+    buf = [" "] * max(c.char_end for c in chunks)
+    for c in chunks:
+        buf[c.char_start:c.char_start + len(c.text)] = c.text
+    return "".join(buf)
+
+
+def abstract_cases(folder: Path) -> list[dict]:
+    """Each document with where its abstract starts and where the body after it starts."""
+    cases = [{"path": MULTICOLUMN, "kind": "paper's Abstract (Lorem Ipsum body)",
+              "start": "Abstract", "body": "Lorem ipsum dolor"}]
+    for article in json.loads(SQUAD.read_text(encoding="utf-8"))["data"]:
+        path = folder / f"{article['title']}.txt"
+        contexts = [p["context"] for p in article["paragraphs"]]
+        path.write_text("\n\n".join(contexts) + "\n", encoding="utf-8")
+        cases.append({"path": path, "kind": "Wikipedia lead paragraph (stand-in)",
+                      "start": contexts[0][:30], "body": contexts[1][:30]})
+    return cases
+
+
+def abstract_row(engine, case: dict) -> dict:
+    from rag.documents.summary import extractive_summary
+
+    index, doc = engine.find_document(case["path"])
+    chunks = index.document_chunks(doc)
+    vectors = index.vectors(doc.collection, [c.id for c in chunks])
+    text = _document_text(chunks)
+    start = text.index(case["start"])
+    body = text.index(case["body"], start)
+    abstract = " ".join(text[start + (len("Abstract") if case["start"] == "Abstract" else 0):body].split())
+    # Left out: every chunk that holds any of the abstract (and the title matter before it).
+    rest = [c for c in chunks if c.char_start >= body]
+    summaries = {}
+    for length in ("short", "long"):
+        chosen = extractive_summary(doc, rest, vectors, length).extractive
+        n = len(chosen)
+        # The first chunk kept may open mid-sentence (chunks overlap): the lead starts after that.
+        sentences = document_sentences(rest)
+        if sentences and not sentences[0].text[:1].isupper():
+            sentences = sentences[1:]
+        lead = [s.text for s in sentences[:n]]
+        summaries[length] = {"sentences": n,
+                             "extractive": rouge(" ".join(i["text"] for i in chosen), abstract),
+                             "lead": rouge(" ".join(lead), abstract)}
+    return {"document": Path(case["path"]).name, "abstract": case["kind"], "abstract_words": len(abstract.split()),
+            "pages": max(c.page_end or 0 for c in chunks) or None, "chunks": len(chunks),
+            "chunks_left_out": len(chunks) - len(rest), **summaries}
+
+
+def long_pdf_row(engine, repeats: int) -> dict:
+    rows = {}
+    for length in ("short", "long"):
+        read, choose_ms, wall = [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            first = next(iter(engine.summarize(LONG_PDF, length, use_model=False)))
+            wall.append((time.perf_counter() - t0) * 1000)
+            read.append(first.timings["read_ms"])
+            choose_ms.append(first.timings["extractive_ms"])
+        rows[length] = {"sentences": len(first.extractive), "coverage_tenths": round(first.coverage, 2),
+                        "pages_cited": len({i["source"].get("page") for i in first.extractive}),
+                        "read_ms_median": round(statistics.median(read), 1),
+                        "extractive_ms_median": round(statistics.median(choose_ms), 1),
+                        "total_ms_median": round(statistics.median(wall), 1), "total_ms_max": round(max(wall), 1),
+                        "total_ms_first": round(wall[0], 1)}
+    index, doc = engine.find_document(LONG_PDF)
+    return {"document": LONG_PDF.name, "pages": max(c.page_end or 0 for c in index.document_chunks(doc)),
+            "chunks": len(index.document_chunks(doc)), "runs": repeats, **rows}
+
+
+def store_figures(parts: set[str], repeats: int) -> dict:
+    import tempfile
+
+    from rag.engine import Engine
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = Engine(Path(tmp) / "data")
+        try:
+            if "abstracts" in parts:
+                cases = abstract_cases(Path(tmp))
+                t0 = time.perf_counter()
+                engine.index_all([c["path"] for c in cases])
+                out["abstracts_index_s"] = round(time.perf_counter() - t0, 1)
+                out["abstracts"] = [abstract_row(engine, c) for c in cases]
+                out["rouge"] = ("written in this benchmark: n-gram and LCS F1, lower-cased [a-z0-9]+ tokens, "
+                                "no stemming; ROUGE-L over the whole summary")
+            if "long_pdf" in parts:
+                t0 = time.perf_counter()
+                engine.index_all([LONG_PDF])
+                out["long_pdf_index_s"] = round(time.perf_counter() - t0, 1)
+                out["long_pdf"] = long_pdf_row(engine, repeats)
+        finally:
+            engine.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--book", default=str(BOOK))
@@ -209,23 +364,36 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--real-vectors", action="store_true")
     parser.add_argument("--seed", type=int, default=24)
-    parser.add_argument("--out")
+    parser.add_argument("--parts", default="extractive,compare",
+                        help="any of extractive,compare,abstracts,long_pdf (the last two index with the real Engine)")
+    parser.add_argument("--out", help="JSON file; the parts run replace their keys in it, the others stay")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     text = Path(args.book).read_text(encoding="utf-8", errors="replace")
     paras = paragraphs(text[len(text) // 10:])  # past the front matter
     donors = [s for p in paragraphs(text[: len(text) // 20]) for s in p if len(s.split()) >= 8 and _plain(s)][:200]
     rng = random.Random(args.seed)
-    result = {
-        "book": Path(args.book).name,
-        "cpus": os.cpu_count(),
-        "vectors": "all-MiniLM-L6-v2" if args.real_vectors else "hashed bag of words (cost does not depend on them)",
-        "extractive": summary_figures(paras, [int(p) for p in args.pages.split(",")], args.real_vectors, args.repeats),
-        "compare": compare_figures(paras, donors, [int(p) for p in args.compare_pages.split(",")], rng),
-    }
+    result = {"cpus": os.cpu_count()}
+    if parts & {"extractive", "compare"}:
+        result["book"] = Path(args.book).name
+        result["vectors"] = ("all-MiniLM-L6-v2" if args.real_vectors
+                             else "hashed bag of words (cost does not depend on them)")
+    if "extractive" in parts:
+        result["extractive"] = summary_figures(paras, [int(p) for p in args.pages.split(",")], args.real_vectors,
+                                               args.repeats)
+    if "compare" in parts:
+        result["compare"] = compare_figures(paras, donors, [int(p) for p in args.compare_pages.split(",")], rng)
+    if parts & {"abstracts", "long_pdf"}:
+        result.update(store_figures(parts, args.repeats))
+    # The machine is shared: the load at the end of the run says how far to trust the times.
+    book = bool(parts & {"extractive", "compare"})
+    result["load_average" if book else "load_average_store"] = [round(x, 2) for x in os.getloadavg()]
     out = json.dumps(result, indent=2)
     print(out)
     if args.out:
-        Path(args.out).write_text(out + "\n")
+        path = Path(args.out)
+        old = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**old, **result}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -449,3 +449,18 @@ def test_the_librarys_summarize_and_compare_actions_ask_what_the_intent_rule_rec
     names = ["/home/ann/Policies and rules/travel 2024.pdf", "/home/ann/travel 2025.docx"]
     assert document_intent(f"summarize {names[0]}", names).targets == (names[0],)
     assert document_intent(f"compare {names[0]} and {names[1]}", names).targets == tuple(names)
+
+
+def test_the_benchmarks_rouge_counts_as_the_standard_does():
+    # benchmarks/document_tasks.py writes ROUGE itself (rouge-score is not installed); these are
+    # the figures rouge-score gives for the same pairs (no stemmer).
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("document_tasks", ROOT / "benchmarks" / "document_tasks.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    reference = "The cat sat on the mat."
+    assert bench.rouge("the cat lay on the mat", reference) == {"rouge1": 0.833, "rouge2": 0.6, "rougeL": 0.833}
+    # The same words in another order: all unigrams, 4 of 5 bigrams, a common subsequence of 3.
+    assert bench.rouge("On the mat, the cat sat", reference) == {"rouge1": 1.0, "rouge2": 0.8, "rougeL": 0.5}
+    assert bench.rouge("", reference) == {"rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
