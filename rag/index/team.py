@@ -835,8 +835,12 @@ def migrate(db) -> int:
                 db.execute(MIGRATIONS[number])
                 db.execute("INSERT INTO enclave_schema(version) VALUES (%s)", (number + 1,))
             db.execute(f"GRANT SELECT ON enclave_schema TO {MEMBER_ROLE}")
-            db.execute("SELECT enclave_vector_index(c.name) FROM enclave_collections c WHERE NOT EXISTS "
-                       "(SELECT 1 FROM enclave_chunks k WHERE k.collection = c.name AND k.embedding IS NULL)")
+            # One statement per index: CREATE INDEX refuses to run inside a statement that is
+            # itself reading enclave_chunks (a second migrate over collections with vectors failed).
+            ready = db.execute("SELECT c.name FROM enclave_collections c WHERE NOT EXISTS (SELECT 1 FROM "
+                               "enclave_chunks k WHERE k.collection = c.name AND k.embedding IS NULL)").fetchall()
+            for (name,) in ready:
+                db.execute("SELECT enclave_vector_index(%s)", (name,))
     except psycopg.errors.InsufficientPrivilege as exc:
         if "extension" in str(exc).lower() or "vector" in str(exc).lower():
             raise EnclaveError("The pgvector extension must be created once by a superuser: "
