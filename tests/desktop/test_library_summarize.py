@@ -13,34 +13,17 @@ from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import QWidget
 
 from desktop.app import create_main_window
-from rag.llm import StreamStats
+from tests.desktop.test_answer_trust import ScriptedModel as AnswerTrustModel
 from tests.desktop.test_window_e2e import cite_anchors
 
 QUOTED = re.compile(r"^- \u201c(.+)\u201d \[(\d+)\]$", re.M)  # a line of the extract, as chat.py writes it
 
 
-class ScriptedModel:
+class ScriptedModel(AnswerTrustModel):
     """The map-reduce's model: one bullet per prompt, whatever it is shown."""
-
-    last_stats = StreamStats()
-    loaded = True
-    context_size = 4096
-    info = {"where": "local", "path": "scripted.gguf", "gpu_layers": 0}
-
-    def prepare(self):
-        pass
-
-    def warm_up(self):
-        pass
-
-    def prompt_tokens(self, messages):
-        return sum(len(m["content"].split()) for m in messages)
 
     def stream(self, messages, max_tokens, temperature=0.0, should_stop=None, refuse_at=None):
         yield "- The document is a two-column sample. [1]\n"
-
-    def close(self):
-        pass
 
 
 def test_library_summarize_puts_the_cited_extract_in_the_chat(qtbot, data_dir, real_embedder, multicolumn,
