@@ -283,7 +283,35 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER enclave_grants_audit AFTER INSERT OR UPDATE OR DELETE ON enclave_grants
         FOR EACH ROW EXECUTE FUNCTION enclave_audit_grant();
     """,
+    # 5: the owner's functions ran with search_path = public, and PostgreSQL searches a
+    # session's own temporary schema first for tables unless the path names it: a member who
+    # created a temporary table enclave_grants read and deleted every collection through the
+    # policies, and one named enclave_audit would have hidden his writes from the audit.
+    # Every SECURITY DEFINER function now searches pg_catalog, then public, then pg_temp last
+    # (PostgreSQL's advice for such functions); later migrations write SAFE_PATH themselves.
+    # Members need no CREATE on public (PostgreSQL 15 and later grant none; older ones do).
+    """
+    DO $$ DECLARE f RECORD;
+    BEGIN
+        FOR f IN SELECT p.oid::regprocedure AS sig FROM pg_proc p
+                 WHERE p.prosecdef AND p.pronamespace = 'public'::regnamespace
+                   AND pg_get_userbyid(p.proowner) = current_user LOOP
+            EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, public, pg_temp', f.sig);
+        END LOOP;
+        IF has_schema_privilege('enclave_member', 'public', 'CREATE') THEN
+            BEGIN
+                REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+            EXCEPTION WHEN insufficient_privilege THEN
+                RAISE WARNING 'members can create objects in schema public: its owner should run '
+                              'REVOKE CREATE ON SCHEMA public FROM PUBLIC';
+            END;
+        END IF;
+    END $$;
+    """,
 ]
+
+# The search path of every SECURITY DEFINER function (migration 5 says why).
+SAFE_PATH = "pg_catalog, public, pg_temp"
 
 
 def _unprefixed(name: str) -> str:

@@ -349,6 +349,42 @@ def test_bob_with_his_own_credentials_cannot_read_or_change_board_vectors_by_any
     bob_engine.close(), alice.close(), admin.close()
 
 
+def test_a_member_temporary_table_cannot_stand_in_for_the_grants_or_the_audit(team, tmp_path, folder):
+    """The owner's functions once searched a member's temporary schema first: a temporary
+    enclave_grants gave bob every collection (he read and deleted team:board's 4 chunks), a
+    temporary enclave_audit would have hidden his writes."""
+    import psycopg
+
+    from rag.index import team as team_db
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:board")
+    alice.close()
+    admin = team.admin()
+    audit_rows = admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0]
+    bob = psycopg.connect(team.servers.dsn(team.role("bob"), team.passwords[team.role("bob")], team.dbname),
+                          autocommit=True)
+    bob.execute("CREATE TEMP TABLE enclave_grants (collection TEXT, role_name TEXT, can_write BOOLEAN)")
+    bob.execute("INSERT INTO pg_temp.enclave_grants VALUES ('board', session_user, true), "
+                "('handbook', session_user, true)")
+    bob.execute("CREATE TEMP TABLE enclave_audit (id SERIAL, at TIMESTAMPTZ DEFAULT now(), role_name TEXT "
+                "DEFAULT session_user, collection TEXT, path TEXT, action TEXT, chunks INTEGER, detail TEXT)")
+    assert bob.execute("SELECT count(*) FROM enclave_chunks WHERE collection = 'board'").fetchone()[0] == 0
+    assert bob.execute("DELETE FROM enclave_chunks WHERE collection = 'board'").rowcount == 0
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        bob.execute("INSERT INTO enclave_documents(collection, path, state) VALUES ('handbook', '/x', 'indexed')")
+    bob.close()
+    assert admin.execute("SELECT count(*) FROM enclave_chunks WHERE collection = 'board'").fetchone()[0] == 4
+    assert admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0] == audit_rows
+    # Every function that runs with the owner's rights searches pg_temp last, and members
+    # cannot create objects in public.
+    paths = admin.execute("SELECT p.proname, p.proconfig FROM pg_proc p WHERE p.prosecdef "
+                          "AND p.pronamespace = 'public'::regnamespace").fetchall()
+    assert len(paths) >= 9 and all(config == [f"search_path={team_db.SAFE_PATH}"] for _, config in paths), paths
+    assert not admin.execute("SELECT has_schema_privilege(%s, 'public', 'CREATE')", (team.role("bob"),)).fetchone()[0]
+    admin.close()
+
+
 def test_a_member_search_walks_the_collection_own_hnsw_index(team, tmp_path, folder):
     from rag.index.team import connect_catalog, vector_text
 
