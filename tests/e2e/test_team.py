@@ -18,6 +18,7 @@ import pytest
 
 from rag.ingest.loaders import load
 from tests.conftest import CORPUS, require
+from tests.servers import PG_BIN
 from tests.e2e.test_crash_safety import FILES as KILL_FILES, _cpu_s  # the same files and CPU clock as the local kills
 
 PDF = CORPUS / "pdf"
@@ -119,6 +120,38 @@ def test_two_members_share_a_collection_and_keep_their_own(team, tmp_path):
     with pytest.raises(psycopg.errors.InsufficientPrivilege):
         raw.execute("DELETE FROM enclave_audit")
     raw.close()
+    # And in psql, PostgreSQL's own client. The test servers' psql is built without OpenSSL,
+    # so it logs in on the server's own port (127.0.0.1, scram) rather than through the TLS proxy.
+    def psql(statement: str) -> subprocess.CompletedProcess:
+        role = team.role("bob")
+        return subprocess.run([str(PG_BIN / "psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+                               "-p", str(team.servers.pg_port), "-U", role, "-d", team.dbname, "-c", statement],
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, PGPASSWORD=team.passwords[role], PGCONNECT_TIMEOUT="10"))
+
+    def refused(statement: str, why: str) -> None:
+        proc = psql(statement)
+        assert proc.returncode != 0 and why in proc.stderr, (statement, proc.stdout, proc.stderr)
+
+    board_rows = "SELECT count(*) FROM enclave_chunks WHERE collection = 'board'"
+    assert db.execute(board_rows).fetchone()[0] > 0
+    assert psql(board_rows).stdout.strip() == "0"
+    assert psql("SELECT embedding FROM enclave_chunks WHERE collection = 'board'").stdout.strip() == ""
+    assert int(psql("SELECT count(embedding) FROM enclave_chunks WHERE collection = 'handbook'").stdout) > 0
+    for statement in ("UPDATE enclave_chunks SET embedding = embedding", "UPDATE enclave_chunks SET text = 'x'",
+                      "DELETE FROM enclave_chunks", "DELETE FROM enclave_documents",
+                      "UPDATE enclave_documents SET state = 'failed'"):
+        proc = psql(statement)  # the rows he may not write are not there for him: nothing changes
+        assert proc.returncode == 0 and proc.stdout.split()[-1:] == ["0"], (statement, proc.stdout, proc.stderr)
+    refused("INSERT INTO enclave_chunks(id, document_id, collection, idx, text, char_start, char_end, tokens, "
+            "embedding) SELECT 'forged', id, 'handbook', 0, 'x', 0, 1, 1, NULL FROM enclave_documents LIMIT 1",
+            "row-level security")
+    refused("INSERT INTO enclave_documents(collection, path, state) VALUES ('board', '/forged', 'indexed')",
+            "row-level security")
+    for statement in ("SELECT * FROM enclave_audit", "INSERT INTO enclave_audit(collection, action) "
+                      "VALUES ('board', 'forged')", "UPDATE enclave_audit SET role_name = 'x'",
+                      "DELETE FROM enclave_audit"):
+        refused(statement, "permission denied for table enclave_audit")
     assert db.execute("SELECT count(embedding) FROM enclave_chunks WHERE collection = 'board'").fetchone()[0] > 0
     db.close()
     # Alice's pages are still found first, the collections are consistent, and the audit
