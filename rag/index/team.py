@@ -341,16 +341,24 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _login_problem(where: str, detail: str) -> str:
+def _login_problem(where: str, detail: str, with_certificate: bool = False) -> str:
     """A failed connection in words that say what to fix."""
     low = detail.lower()
     if "password authentication failed" in low or "no password supplied" in low:
         fix = ("the server refused this role's password: check PGPASSWORD or ~/.pgpass (libpq's places) "
                "and the user in team.postgres_dsn")
+        if with_certificate:  # clientcert=verify-full reports a certificate for another role this way
+            fix += ", and that the certificate in sslcert was issued for that user"
     elif "certificate expired" in low:
         fix = (f"the server refused this machine's client certificate as expired ({detail}): "
                "ask the administrator for a new one (sslcert/sslkey in team.postgres_dsn)")
-    elif "certificate required" in low or "alert certificate" in low or "unknown ca" in low:
+    elif "certificate authentication failed" in low or "cn mismatch" in low:
+        # PostgreSQL's own certificate login: the certificate's CN is not the role (nor
+        # mapped to it in pg_ident.conf).
+        fix = (f"this client certificate does not name this role ({detail}): use the certificate "
+               "issued for the user in team.postgres_dsn, or ask the administrator to map it in pg_ident.conf")
+    elif ("certificate required" in low or "alert certificate" in low or "unknown ca" in low
+          or "requires a valid client certificate" in low or "alert decrypt error" in low):
         fix = (f"the server wants a client certificate it trusts ({detail}): set sslcert and sslkey "
                "in team.postgres_dsn to this member's certificate and key")
     elif "certificate verify failed" in low or "root certificate" in low or "server certificate" in low:
@@ -373,7 +381,7 @@ def connect_catalog(dsn: str, ca_file: str = "", timeout_s: float = 10.0, autoco
     try:
         db = psycopg.connect(dsn, autocommit=autocommit, **extra)
     except psycopg.Error as exc:
-        raise EnclaveError(_login_problem(dsn_host(dsn), _first_line(exc))) from exc
+        raise EnclaveError(_login_problem(dsn_host(dsn), _first_line(exc), "sslcert" in dsn)) from exc
     try:  # relaxed_order: a filtered HNSW scan keeps walking the graph until it has k rows
         db.execute("SET hnsw.iterative_scan = relaxed_order")
         db.execute(f"SET hnsw.ef_search = {EF_SEARCH}")
