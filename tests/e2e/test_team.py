@@ -168,6 +168,28 @@ def test_two_members_share_a_collection_and_keep_their_own(team, tmp_path):
     assert not [r for r in audit if r["role"] == team.role("bob")]
 
 
+def _writing(db, role: str) -> int:
+    """The member's sessions inside a write transaction (documents, chunks, vectors going in)."""
+    return db.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND xact_start IS NOT NULL "
+                      "AND (state = 'idle in transaction' OR query LIKE 'INSERT INTO enclave_chunks%%')",
+                      (role,)).fetchone()[0]
+
+
+def _torn(db) -> int:
+    """Documents whose recorded chunk count is not the chunks (each with its vector) present."""
+    return db.execute("""SELECT count(*) FROM enclave_documents d WHERE d.collection = 'handbook' AND d.chunks <>
+                         (SELECT count(embedding) FROM enclave_chunks c WHERE c.document_id = d.id)""").fetchone()[0]
+
+
+def _handbook_entry(data: Path) -> dict:
+    check = cli(data, "verify", "--json", check=False)
+    report = json.loads(check.stdout)
+    entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
+    assert check.returncode == 0 and report["consistent"], report
+    assert entry["missing_vectors"] == entry["orphan_vectors"] == 0 and entry["chunks"] == entry["vectors"]
+    return entry
+
+
 def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, tmp_path):
     folder = _copy(KILL_FILES, tmp_path / "docs", CORPUS)
     alice = team.data_dir(tmp_path / "alice", "alice")
@@ -188,13 +210,10 @@ def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, t
     db = team.admin()
 
     def writing() -> int:
-        return db.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND xact_start IS NOT NULL "
-                          "AND (state = 'idle in transaction' OR query LIKE 'INSERT INTO enclave_chunks%%')",
-                          (team.role("alice"),)).fetchone()[0]
+        return _writing(db, team.role("alice"))
 
-    def torn() -> int:  # documents whose recorded chunk count is not the chunks (with vectors) present
-        return db.execute("""SELECT count(*) FROM enclave_documents d WHERE d.collection = 'handbook' AND d.chunks <>
-                             (SELECT count(embedding) FROM enclave_chunks c WHERE c.document_id = d.id)""").fetchone()[0]
+    def torn() -> int:
+        return _torn(db)
 
     rng = random.Random(20261130)
     kills = 0
@@ -210,12 +229,7 @@ def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, t
             kills += 1
         proc.wait(60)
         assert torn() == 0
-        check = cli(alice, "verify", "--json", check=False)
-        report = json.loads(check.stdout)
-        entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
-        assert check.returncode == 0 and report["consistent"], report
-        assert entry["missing_vectors"] == entry["orphan_vectors"] == 0 and entry["chunks"] == entry["vectors"]
-        settled.append(entry["chunks"])
+        settled.append(_handbook_entry(alice)["chunks"])
     db.close()
     assert kills >= 2, f"the kills must land while the client writes (a whole run used {work:.1f} s of CPU)"
 
@@ -226,6 +240,50 @@ def test_kills_while_indexing_into_a_team_collection_leave_it_consistent(team, t
     entry = [c for c in report["collections"] if c["collection"] == "team:handbook"][0]
     assert report["consistent"] and entry["chunks"] == entry["vectors"] == expected, entry
     print(f"\nteam kills: {kills}, uninterrupted {expected} chunks; chunks (each with its vector) after each kill: {settled}")
+
+
+FILES_CUT = 10
+
+
+def test_a_kill_between_batches_keeps_the_batches_committed_and_the_rerun_adds_the_rest(team, tmp_path):
+    """Many files, so a run writes several batches (a transaction each, every 256 chunks or
+    2 s): killed once it has committed one and is writing another, the committed documents
+    stay whole with their vectors, the cut batch leaves nothing, and a rerun adds only the rest."""
+    book = require(CORPUS / "office" / "book-war-and-peace-1225p.txt").read_text(encoding="utf-8")
+    folder = tmp_path / "volumes"
+    folder.mkdir()
+    for n in range(FILES_CUT):  # 10 files of 30 kB: about 380 chunks
+        (folder / f"volume-{n:02d}.txt").write_text(book[n * 30_000:(n + 1) * 30_000], encoding="utf-8")
+    alice = team.data_dir(tmp_path / "alice", "alice")
+    cli(alice, "index", str(folder), "--collection", "team:reference", "--json")
+    expected = _team_chunks(alice, "team:reference")
+    assert expected > 300
+
+    db = team.admin()
+
+    def committed() -> int:
+        return db.execute("SELECT count(*) FROM enclave_documents WHERE collection = 'handbook' "
+                          "AND state = 'indexed'").fetchone()[0]
+
+    cmd, env = _cmd(alice, "index", str(folder), "--collection", "team:handbook", "--json")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and committed() == 0:
+        time.sleep(0.005)
+    while proc.poll() is None and _writing(db, team.role("alice")) == 0:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before its second batch: too few chunks for this test"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(60)
+    kept = committed()
+    assert _torn(db) == 0
+    db.close()
+    entry = _handbook_entry(alice)
+    assert 0 < kept < FILES_CUT and 0 < entry["chunks"] < expected, (kept, entry)
+
+    rerun = as_json(cli(alice, "index", str(folder), "--collection", "team:handbook", "--json"))
+    assert rerun["unchanged"] == kept and rerun["indexed"] == FILES_CUT - kept, rerun
+    assert _handbook_entry(alice)["chunks"] == expected == _team_chunks(alice, "team:handbook")
+    print(f"\nkilled between batches: {kept} of {FILES_CUT} files committed ({entry['chunks']} of {expected} chunks)")
 
 
 def test_two_members_indexing_the_same_files_at_once_end_with_one_copy(team, tmp_path):
