@@ -124,8 +124,6 @@ def ask(question: str, collection: str, conversation: int | None):
 
 
 def _ask(question, collection, conversation, engine, job):
-    from rag.answer.pipeline import Answer, Quote
-
     store = engine.conversations
     conversation_id = conversation
     row = store.get(conversation_id) if conversation_id is not None else None
@@ -137,6 +135,22 @@ def _ask(question, collection, conversation, engine, job):
     if store.get(conversation_id).title == "New conversation":
         store.rename(conversation_id, _title(question))
     store.add_message(conversation_id, "user", question)
+    try:
+        yield from _answer(question, collection, conversation_id, history, engine, job)
+    except Exception as exc:
+        # The question is in the history: so is why it has no answer (the job's failure
+        # reaches the window as well).
+        from rag.errors import EnclaveError
+
+        store.add_failure(conversation_id, question,
+                          str(exc) if isinstance(exc, EnclaveError) else "No answer: something went wrong inside Enclave. The details are in the log.")
+        raise
+
+
+def _answer(question, collection, conversation_id, history, engine, job):
+    from rag.answer.pipeline import Answer, Quote
+
+    store = engine.conversations
     task = _document_task(question, collection, engine, job)
     if task is not None:  # "summarize zen.pdf", "compare A and B": the whole documents, not top-k
         data = None

@@ -12,6 +12,10 @@ from pathlib import Path
 from .errors import IndexDamaged
 
 CONVERSATIONS_FILE = "conversations.sqlite3"
+# Below a question whose answer never came (the engine was ended mid-answer: the window
+# closed, or it stopped waiting for a frozen model), so reopening it does not show a
+# question with nothing under it, and a follow-up's history leaves it out.
+INTERRUPTED = "No answer: Enclave stopped before answering this question. Ask it again."
 
 MIGRATIONS = [
     [
@@ -100,6 +104,22 @@ class ConversationStore:
         self.db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conversation_id))
         return int(cur.lastrowid)
 
+    def add_failure(self, conversation_id: int, question: str, reason: str) -> int:
+        """The assistant's turn for a question that ended without an answer, saying why."""
+        return self.add_message(conversation_id, "assistant", f"*{reason}*",
+                                {"question": question, "failed": True, "reason": reason})
+
+    def close_unanswered(self) -> int:
+        """Give every conversation that ends in a question a failed turn (INTERRUPTED). Run
+        by the engine when it opens the history, when no answer of its own is under way;
+        returns how many."""
+        rows = self.db.execute(
+            "SELECT m.conversation_id, m.text FROM messages m WHERE m.role = 'user' AND m.id = "
+            "(SELECT max(id) FROM messages WHERE conversation_id = m.conversation_id)").fetchall()
+        for conversation_id, question in rows:
+            self.add_failure(conversation_id, question, INTERRUPTED)
+        return len(rows)
+
     def messages(self, conversation_id: int) -> list[MessageRow]:
         rows = self.db.execute(
             "SELECT id, role, text, answer, created_at FROM messages WHERE conversation_id = ? ORDER BY id",
@@ -114,7 +134,7 @@ class ConversationStore:
             if m.role == "user":
                 question = m.text
             elif question is not None:
-                if not (m.answer or {}).get("refused"):
+                if not (m.answer or {}).get("refused") and not (m.answer or {}).get("failed"):
                     pairs.append((question, m.text))
                 question = None
         return pairs[-turns:]

@@ -414,6 +414,9 @@ class Engine:
     def conversations(self) -> ConversationStore:
         if self._conversations is None:
             self._conversations = ConversationStore(self.data_dir)
+            # This engine is the history's one writer and has asked nothing yet: a question
+            # still waiting for its answer was cut off with an engine before it.
+            self._conversations.close_unanswered()
         return self._conversations
 
     def document_text(self, path: str | os.PathLike) -> str:

@@ -242,6 +242,10 @@ def test_a_frozen_model_host_ends_the_answer_and_the_next_question_works(qtbot, 
     # the abandoned answer's own end (its model host closed) reached neither the chat nor the user
     assert "stopped unexpectedly" not in window.chat.markdown()
     assert window.bridge.messages == failures == [message]
+    # The history has the abandoned question with a failed turn under it, not a bare question.
+    turns = [(m["role"], bool((m.get("answer") or {}).get("failed"))) for m in stored_messages(qtbot, window)]
+    assert turns == [("user", False), ("assistant", False), ("user", False), ("assistant", True),
+                     ("user", False), ("assistant", False)], turns
 
 
 def test_a_frozen_engine_process_is_restarted_and_the_next_question_works(qtbot, process_window, data_dir,
@@ -270,6 +274,9 @@ def test_a_frozen_engine_process_is_restarted_and_the_next_question_works(qtbot,
     kind, answer = said.wait(qtbot, 3, timeout=300_000)
     assert kind == "answer" and not answer["refused"]
     assert "stopped unexpectedly" not in window.chat.markdown()
+    # The question sent to the frozen engine never reached the history; every question that
+    # did has its turn under it.
+    assert [m["role"] for m in stored_messages(qtbot, window)] == ["user", "assistant"] * 2
 
 
 def test_closing_the_window_while_the_model_host_is_frozen_ends_the_engine(qtbot, process_window, monkeypatch):
