@@ -436,12 +436,23 @@ def test_a_chat_message_asking_for_a_summary_or_a_comparison_gets_one_shaped_as_
         *_, done = jobs._ask("what changed between rules-2024.txt and rules-2025.txt?", "default", None, engine,
                              _Job())
         data = done["answer"]
-        assert "Changed" in data["answer"] and "140" in data["answer"]
+        # The change as a table row, before | after, the differing number in bold on each side.
+        assert "| Before, in rules-2024.txt | After, in rules-2025.txt |" in data["answer"]
+        assert re.search(r"^\| .*\*\*121\*\*.* \[\d+\] \| .*\*\*140\*\*.* \[\d+\] \|$", data["answer"], re.M)
         assert {s["path"] for s in data["sources"]} == {str(a.resolve()), str(b.resolve())}
         *_, plain = jobs._ask("what does the harbour cost?", "default", None, engine, _Job())
-        assert "Changed" not in plain["answer"]["answer"]  # an ordinary question is answered as before
+        assert "| Before, in" not in plain["answer"]["answer"]  # an ordinary question is answered as before
     finally:
         engine._chat_model = None
+
+
+def test_a_changed_pair_is_two_table_cells_with_the_differing_words_in_bold():
+    from rag.documents.chat import marked_pair
+
+    before, after = marked_pair("Team | Boston | 12 wins [3] *", "Team | Boston | 14 wins [3] *")
+    # A sheet's "|" is no column, "[3]" no citation, "*" no emphasis: each kept as text.
+    assert before == "Team \\| Boston \\| **12** wins \\[3\\] \\*"
+    assert after == "Team \\| Boston \\| **14** wins \\[3\\] \\*"
 
 
 def test_the_librarys_summarize_and_compare_actions_ask_what_the_intent_rule_recognises():
