@@ -16,6 +16,7 @@ import pytest
 from rag.documents.compare import normal
 from rag.documents.intent import document_intent, match_document
 from rag.documents.mapreduce import PartProgress, plan_groups
+from rag.documents.sentences import join_hyphenated
 from rag.documents.summary import Summary
 from rag.engine import Engine
 from rag.errors import EnclaveError
@@ -112,7 +113,8 @@ def test_a_pdf_is_summarized_verbatim_in_order_with_every_page_range_represented
         src = item["source"]
         chunk = chunks[src["chunk_id"]]
         # Verbatim: the sentence is where the citation says, in the stored chunk.
-        assert chunk.text[src["support"]["start"]:src["support"]["end"]] == item["text"]
+        assert join_hyphenated(chunk.text[src["support"]["start"]:src["support"]["end"]]) == item["text"]
+        assert src["support"]["text"] == chunk.text[src["support"]["start"]:src["support"]["end"]]
         assert src["path"] == str(PDF4) and src["page"] in (1, 2, 3, 4)
     starts = [chunks[i["source"]["chunk_id"]].char_start + i["source"]["support"]["start"] for i in items]
     assert starts == sorted(starts)  # document order
@@ -131,6 +133,36 @@ def test_a_long_summary_has_more_lines_than_a_short_one_and_no_repeats(engine):
     assert len(topics) >= 5 and topics & set(TOPICS[:4]) and topics & set(TOPICS[4:8]) and topics & set(TOPICS[8:])
     texts = [i["text"] for i in long.extractive]
     assert len(set(texts)) == len(texts)
+
+
+HYPHENATED = ("The annual docu-\nment was signed by the whole com-\nmittee in May.\n"
+              "The Anglo-\nSaxon archive keeps a copy of every single page.\n"
+              "Each of the COVID-\n19 wards reported to the board every week.\n"
+              "The board met 12 times in the year and kept minutes of each meeting.\n")
+
+
+def test_quotes_join_a_word_a_line_break_hyphenated_and_keep_real_hyphens(engine, tmp_path):
+    a, b = tmp_path / "minutes-a.txt", tmp_path / "minutes-b.txt"
+    a.write_text(HYPHENATED)
+    # The same text without the line breaks (as a DOCX revision has it), one number changed.
+    b.write_text(HYPHENATED.replace("-\n", "-").replace("docu-ment", "document").replace("com-mittee", "committee")
+                 .replace("met 12 times", "met 14 times"))
+    engine.index_all([a, b])
+    _, result = run(engine.summarize(a, "long", use_model=False))
+    quoted = " ".join(i["text"] for i in result.extractive)
+    assert "The annual document was signed by the whole committee in May." in quoted
+    assert "The Anglo-Saxon archive" in quoted and "COVID-19 wards" in quoted
+    assert "-\n" not in quoted
+    for item in result.extractive:  # the viewer still finds the verbatim text in its chunk
+        support = item["source"]["support"]
+        assert item["source"]["text"][support["start"]:support["end"]] == support["text"]
+    _, compared = run(engine.compare(a, b, use_model=False))
+    # A word broken at a line end is the same word: only the number changed.
+    assert not compared.added and not compared.removed and len(compared.changed) == 1
+    change = compared.changed[0]
+    assert "12 times" in change["before"]["text"] and "14 times" in change["after"]["text"]
+    _, reverse = run(engine.compare(b, a, use_model=False))
+    assert [c["after"]["text"] for c in reverse.changed] == [change["before"]["text"]]
 
 
 def test_a_spreadsheet_summary_cites_its_rows(engine):
