@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rag.documents.compare import normal
@@ -336,6 +337,98 @@ def test_edits_between_two_versions_are_found_and_cited_in_both(engine, tmp_path
     assert change["after"]["source"]["path"] == str(b.resolve())
     assert data["removed"][0]["source"]["path"] == str(a.resolve())
     assert data["added"][0]["source"]["path"] == str(b.resolve())
+
+
+POLICY_PDF = [
+    ["Travel policy",
+     "Employees book their travel through the company portal at least 14 days before",
+     "departure. The daily allowance for meals is 60 euros in every country. Hotel costs are reim-",
+     "bursed up to 150 euros a night with a receipt. Taxis are allowed only when no train or bus",
+     "runs."],
+    ["Flights longer than six hours may be booked in business class. Every trip needs the",
+     "written approval of the team lead. Unused tickets must be cancelled within two working days."],
+]
+POLICY_DOCX = [
+    "Travel policy",
+    "Employees book their travel through the company portal at least 14 days before departure. The daily "
+    "allowance for meals is 75 euros in every country. Hotel costs are reimbursed up to 150 euros a night with "
+    "a receipt.",
+    "Flights longer than six hours may be booked in business class. Every trip needs the written approval of "
+    "the team lead. Rental cars need the approval of the finance office. Unused tickets must be cancelled within "
+    "two working days.",
+]
+
+
+def test_a_pdf_and_its_docx_revision_are_compared_across_formats(engine, tmp_path):
+    import docx
+
+    from tests.fakes import text_pdf
+
+    pdf, revision = tmp_path / "travel-2024.pdf", tmp_path / "travel-2025.docx"
+    text_pdf(pdf, POLICY_PDF)  # lines broken where the page's width ended them, one word hyphenated
+    document = docx.Document()
+    for paragraph in POLICY_DOCX:  # the same text as flowing paragraphs, with three edits
+        document.add_paragraph(paragraph)
+    document.save(revision)
+    engine.index_all([pdf, revision])
+    _, result = run(engine.compare(pdf, revision, use_model=False))
+    data = result.to_json()
+    assert data["mode"] == "versions" and not data["same"] and not data["moved"]
+    flat = lambda item: " ".join(item["text"].split())  # noqa: E731
+    # Only the edits: the PDF's line breaks and its hyphenated "reim-/bursed" are no change.
+    assert [flat(r) for r in data["removed"]] == ["Taxis are allowed only when no train or bus runs."]
+    assert [flat(a) for a in data["added"]] == ["Rental cars need the approval of the finance office."]
+    assert len(data["changed"]) == 1
+    change = data["changed"][0]
+    assert "60 euros" in change["before"]["text"] and "75 euros" in change["after"]["text"]
+    # Cited in both: the PDF by its page, the DOCX by its own path.
+    assert change["before"]["source"]["path"] == str(pdf.resolve()) and change["before"]["source"]["page"] == 1
+    assert change["after"]["source"]["path"] == str(revision.resolve())
+    assert data["removed"][0]["source"]["path"] == str(pdf.resolve()) and data["removed"][0]["source"]["page"] == 1
+    assert data["added"][0]["source"]["path"] == str(revision.resolve())
+    for item in (change["before"], data["removed"][0]):  # the viewer finds each in its chunk
+        support = item["source"]["support"]
+        assert item["source"]["text"][support["start"]:support["end"]] == support["text"]
+
+
+SECTION = ["The {t} was built in {n} by the town council.", "Visitors to the {t} counted {m} in the first spring.",
+           "The {t} needs repairs costing {k} thousand euros every decade."]
+
+
+def _sectioned(path: str, topics: list[str], shift: int, vectors: dict[str, np.ndarray]):
+    """One chunk per section (its vector the topic's), every number moved by `shift`."""
+    from rag.index.catalog import ChunkRow
+
+    chunks, at = [], 0
+    for i, t in enumerate(topics):
+        text = " ".join(x.format(t=t, n=1800 + i + shift, m=120 + i + shift, k=30 + i + shift) for x in SECTION)
+        chunks.append(ChunkRow(f"{path}-{i}", path, "default", text, i + 1, i + 1, at, at + len(text)))
+        at += len(text) + 2
+    return chunks, {c.id: vectors[t] for c, t in zip(chunks, topics)}
+
+
+def test_two_texts_that_are_not_versions_are_aligned_section_by_section_by_their_vectors():
+    from rag.documents.compare import Side, compare_sides
+
+    rng = np.random.default_rng(24)
+    topics = ["harbour", "orchard", "glacier", "railway", "canal"]
+    vectors = {t: rng.normal(size=64).astype(np.float32) for t in topics}
+    a_chunks, a_vectors = _sectioned("/d/a.txt", ["harbour", "orchard", "glacier", "railway"], 0, vectors)
+    # B: no orchard, a canal at the end, and every number changed, so no sentence is common.
+    b_chunks, b_vectors = _sectioned("/d/b.txt", ["harbour", "glacier", "railway", "canal"], 10, vectors)
+    result = compare_sides(Side("/d/a.txt", a_chunks, a_vectors), Side("/d/b.txt", b_chunks, b_vectors))
+    assert result.mode == "sections"
+    # Sentence by sentence, the orchard's lines read like the glacier's (one template): a diff
+    # of the whole texts pairs them as edits. Aligned by meaning, the orchard section is
+    # removed whole, the canal added whole, and each pair stays within its own section.
+    assert len(result.removed) == 3 and all("orchard" in r["text"] for r in result.removed)
+    assert len(result.added) == 3 and all("canal" in a["text"] for a in result.added)
+    assert len(result.changed) == 9
+    for change in result.changed:
+        topic = next(t for t in topics if t in change["before"]["text"])
+        assert topic in change["after"]["text"]
+        assert change["before"]["source"]["chunk_id"] == f"/d/a.txt-{['harbour', 'orchard', 'glacier', 'railway'].index(topic)}"
+        assert change["after"]["source"]["chunk_id"] == f"/d/b.txt-{['harbour', 'glacier', 'railway', 'canal'].index(topic)}"
 
 
 def test_the_overview_cites_the_differences(engine, tmp_path):
