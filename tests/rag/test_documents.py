@@ -295,6 +295,19 @@ def changed_hash(engine, path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_note_tags_a_small_model_copies_from_its_prompt_are_not_in_the_summary():
+    from rag.documents.mapreduce import _cite_chunks
+    from rag.index.catalog import ChunkRow
+
+    chunks = {f"c{i}": ChunkRow(f"c{i}", "/d/a.txt", "default", f"The general met Kutuzov {i}.", 1, 1, 0, 9)
+              for i in (1, 2)}
+    text = '<note id="11">\nThe general in command of the rearguard met Kutuzov. [1, 2]\n</note>\n\n<note id="12">\n' \
+           'The general rode to the bridge. [2]\n</note>'
+    out, sources = _cite_chunks(text, [["c1"], ["c2"]], ["a", "b"], chunks)
+    assert "<" not in out and out.splitlines()[0] == "The general in command of the rearguard met Kutuzov. [1, 2]"
+    assert [s["chunk_id"] for s in sources] == ["c1", "c2"]
+
+
 def test_groups_are_consecutive_and_within_budget():
     assert plan_groups([5, 5, 5, 5], 10) == [[0, 1], [2, 3]]
     assert plan_groups([30, 5], 10) == [[0], [1]]  # too big alone: its own group
