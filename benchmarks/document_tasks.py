@@ -22,6 +22,14 @@ stand in with Wikipedia's lead paragraph, which its style guide makes an overvie
 article. long_pdf times the extractive summary of the corpus' 117-page PDF from the stored
 chunks (reading them and choosing the sentences; median of --repeats).
 
+model_summary (the model runs: minutes to hours on a CPU) indexes the first --model-pages
+pages of the book with the real Engine and times the short model summary with each of
+--models (the bundled SmolLM2 and the evaluation model by default): the estimate shown before
+the run, the parts, the map time, the first token of the final step, how many claims the
+check supported, and asking again (the cache). --model-rouge adds ROUGE of the model's
+bullets against the SQuAD articles' lead paragraphs, the lead left out. Each row is written
+to --out as soon as it is measured.
+
 Edits for compare (seeded): sentences deleted, sentences inserted (taken from elsewhere in
 the book), numbers or names changed in sentences, one paragraph moved. An edit is found
 when compare reports it in the right list with the right page on each side.
@@ -356,6 +364,108 @@ def store_figures(parts: set[str], repeats: int) -> dict:
     return out
 
 
+EVAL_MODEL = Path.home() / ".cache" / "enclave" / "eval-model" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+
+
+def _model_path(name: str) -> Path:
+    if name == "bundled":
+        from rag.config import default_llm_model
+
+        return default_llm_model()
+    if name == "eval":
+        return EVAL_MODEL
+    return Path(name).expanduser()
+
+
+def _book_document(paras: list[list[str]], pages: int, folder: Path) -> Path:
+    """The first `pages` pages (of PAGE_CHARS) of the book as a text file, for the real Engine."""
+    chunks, _ = render(paras, "book")
+    path = folder / f"war-and-peace-{pages}p.txt"
+    path.write_text("\n\n".join(c.text for c in chunks[:pages]) + "\n", encoding="utf-8")
+    return path
+
+
+def _model_run(events) -> dict:
+    """Runs a summarize (or summarize_with_model) generator: the first estimate it showed, and
+    the final Summary's (or ModelSummary's) figures."""
+    from rag.documents.mapreduce import ModelSummary, PartProgress
+
+    t0 = time.perf_counter()
+    estimate, result = None, None
+    for event in events:
+        if isinstance(event, PartProgress):
+            estimate = event.estimate_s if estimate is None else estimate
+        elif not isinstance(event, str):
+            result = event
+    wall = time.perf_counter() - t0
+    if isinstance(result, ModelSummary):
+        text, model, cached = result.text, result.timings, False
+    else:
+        text, model, cached = result.summary, result.timings.get("model", {}), result.cached
+    claims = result.claims
+    return {"wall_s": round(wall, 1), "estimate_first_s": None if estimate is None else round(estimate, 1),
+            "parts": model.get("parts"), "reduce_levels": model.get("reduce_levels", 0),
+            "map_s": round(model["map_ms"] / 1000, 1) if "map_ms" in model else None,
+            "first_token_s": round(model.get("first_token_ms", 0) / 1000, 1),
+            "bullets": len([x for x in (text or "").splitlines() if x.strip()]),
+            "claims": len(claims), "claims_supported": sum(1 for c in claims if c.get("supported")),
+            "sources_cited": len(result.sources), "cached": cached, "summary": text}
+
+
+def model_figures(paras, model_names: list[str], pages_list: list[int], rouge_cases: bool) -> list[dict]:
+    """The model's map-reduce summary with the real Engine and model host: its time against
+    length, and (rouge_cases) ROUGE of its bullets against the SQuAD articles' lead paragraphs,
+    the lead left out as for the extract. Each row is written as soon as it is measured."""
+    import tempfile
+
+    from rag.documents.mapreduce import summarize_with_model
+    from rag.engine import Engine
+
+    rows = []
+    for name in model_names:
+        path = _model_path(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            engine = Engine(Path(tmp) / "data")
+            try:
+                engine.use_model(path)
+                t0 = time.perf_counter()
+                engine.load_model()
+                load_s = round(time.perf_counter() - t0, 1)
+                docs = [_book_document(paras, pages, Path(tmp)) for pages in pages_list]
+                engine.index_all(docs)
+                for pages, doc in zip(pages_list, docs):
+                    row = {"model": path.name, "load_s": load_s, "context": engine.chat_model.context_size,
+                           "document": doc.name, "pages": pages, "chars": len(doc.read_text())}
+                    row.update(_model_run(engine.summarize(doc, "short")))
+                    t0 = time.perf_counter()
+                    again = _model_run(engine.summarize(doc, "short"))
+                    row["cached_again_s"] = round(time.perf_counter() - t0, 2) if again["cached"] else None
+                    rows.append(row)
+                    print(json.dumps({k: v for k, v in row.items() if k != "summary"}), file=sys.stderr, flush=True)
+                    yield row
+                if rouge_cases:
+                    cases = [c for c in abstract_cases(Path(tmp)) if c["path"] != MULTICOLUMN]
+                    engine.index_all([c["path"] for c in cases])
+                    for case in cases:
+                        index, doc = engine.find_document(case["path"])
+                        chunks = index.document_chunks(doc)
+                        text = _document_text(chunks)
+                        start = text.index(case["start"])
+                        body = text.index(case["body"], start)
+                        abstract = " ".join(text[start:body].split())
+                        rest = [c for c in chunks if c.char_start >= body]
+
+                        run = _model_run(summarize_with_model(rest, engine.chat_model, engine.embedder.embed, "short"))
+                        plain = re.sub(r"\[[\d,\s]+\]", "", run["summary"] or "")
+                        row = {"model": path.name, "document": Path(case["path"]).name, "abstract": case["kind"],
+                               "chunks": len(rest), **run, "rouge": rouge(plain, abstract)}
+                        print(json.dumps({k: v for k, v in row.items() if k != "summary"}), file=sys.stderr,
+                              flush=True)
+                        yield row
+            finally:
+                engine.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--book", default=str(BOOK))
@@ -365,8 +475,13 @@ def main() -> None:
     parser.add_argument("--real-vectors", action="store_true")
     parser.add_argument("--seed", type=int, default=24)
     parser.add_argument("--parts", default="extractive,compare",
-                        help="any of extractive,compare,abstracts,long_pdf (the last two index with the real Engine)")
+                        help="any of extractive,compare,abstracts,long_pdf,model_summary (the last three index with the "
+                             "real Engine; model_summary runs the model: minutes)")
     parser.add_argument("--out", help="JSON file; the parts run replace their keys in it, the others stay")
+    parser.add_argument("--models", default="bundled,eval",
+                        help="model_summary: 'bundled' (SmolLM2), 'eval' (the evaluation model) or GGUF paths")
+    parser.add_argument("--model-pages", default="10,30")
+    parser.add_argument("--model-rouge", action="store_true", help="model_summary: ROUGE against the lead paragraphs too")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     text = Path(args.book).read_text(encoding="utf-8", errors="replace")
@@ -385,9 +500,27 @@ def main() -> None:
         result["compare"] = compare_figures(paras, donors, [int(p) for p in args.compare_pages.split(",")], rng)
     if parts & {"abstracts", "long_pdf"}:
         result.update(store_figures(parts, args.repeats))
+    if "model_summary" in parts:
+        key = "model_summary"
+        rows = []
+        for row in model_figures(paras, args.models.split(","), [int(p) for p in args.model_pages.split(",")],
+                                 args.model_rouge):
+            rows.append(row)
+            if args.out:  # kept as measured: a run stopped for time keeps what it has
+                path = Path(args.out)
+                old = json.loads(path.read_text()) if path.exists() else {}
+                kept = [r for r in old.get(key, []) if r["model"] not in {x["model"] for x in rows}]
+                path.write_text(json.dumps({**old, key: kept + rows}, indent=2) + "\n")
+                result[key] = kept + rows
+            else:
+                result[key] = rows
     # The machine is shared: the load at the end of the run says how far to trust the times.
     book = bool(parts & {"extractive", "compare"})
-    result["load_average" if book else "load_average_store"] = [round(x, 2) for x in os.getloadavg()]
+    load = [round(x, 2) for x in os.getloadavg()]
+    if book or parts & {"abstracts", "long_pdf"}:
+        result["load_average" if book else "load_average_store"] = load
+    if "model_summary" in parts:
+        result["load_average_model"] = load
     out = json.dumps(result, indent=2)
     print(out)
     if args.out:

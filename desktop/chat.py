@@ -223,6 +223,12 @@ class ChatWidget(QWidget):
 
     def append_piece(self, piece) -> None:
         """A piece of the streamed answer, or the quote that comes before the first piece."""
+        if isinstance(piece, dict):  # a whole-document task: its preview, or the model's progress
+            if piece.get("kind") == "preview":
+                self.show_preview(piece["answer"])
+            elif piece.get("kind") == "progress":
+                self.show_progress(piece)
+            return
         if not isinstance(piece, str):
             self.show_quote(piece.to_json())
             return
@@ -241,8 +247,28 @@ class ChatWidget(QWidget):
             self.status.setText("Reading the sources…")
             self._render()
 
+    def show_preview(self, answer: dict) -> None:
+        """A summary's extract (or a comparison's differences) while the model still reads:
+        shown and cited at once, below the model's progress."""
+        if self._messages and self._messages[-1]["role"] == "assistant":
+            last = self._messages[-1]
+            last["preview"] = answer
+            last["sources"] = [dict(s, hint=answer.get("answer", "")) for s in answer.get("sources", [])]
+            self.cards.set_sources(last["sources"])
+            self.status.setText("The model is reading the whole document…")
+            self._render()
+
+    def show_progress(self, progress: dict) -> None:
+        """Where the model's summary is ("reading part 3 of 12") and the time it expects."""
+        if self._messages and self._messages[-1]["role"] == "assistant":
+            self._messages[-1]["progress"] = progress
+            self.status.setText(progress_text(progress))
+            self._render()
+
     def finish_answer(self, answer: dict, stopped: bool = False) -> None:
         if self._messages and self._messages[-1]["role"] == "assistant":
+            self._messages[-1].pop("preview", None)
+            self._messages[-1].pop("progress", None)
             self._messages[-1]["text"] = answer.get("answer", self._messages[-1]["text"])
             hint = f"{answer.get('question', '')} {answer.get('answer', '')}"
             self._messages[-1]["sources"] = [dict(s, hint=hint) for s in answer.get("sources", [])]
@@ -262,6 +288,10 @@ class ChatWidget(QWidget):
     def fail_answer(self, message: str) -> None:
         if self._messages and self._messages[-1]["role"] == "assistant":
             last = self._messages[-1]
+            last.pop("progress", None)
+            preview = last.pop("preview", None)
+            if preview is not None:  # the extract stands: the model's part failed, not the summary
+                last["text"] = preview.get("answer", "")
             # What was said before the failure stays, followed by why it stopped.
             last["text"] = f"{last['text']}\n\n*{message}*" if last["text"] else f"*{message}*"
         self.status.setText("")
@@ -317,7 +347,9 @@ class ChatWidget(QWidget):
                 text = message["text"] or "…"
                 body = link_citations(text, i, message.get("claims")) if message["sources"] else text
                 block = "**Enclave**\n\n"
-                if unsupported_everywhere(message):
+                if message.get("streaming") and (message.get("preview") or message.get("progress")):
+                    body = _task_in_progress(message, i)
+                elif unsupported_everywhere(message):
                     # The model's prose stays in the conversation's record, not on screen.
                     body = BANNER + "\n\n" + "\n\n".join(
                         _quote_block(q, i, j) for j, q in enumerate(message["quotes"]))
@@ -435,6 +467,37 @@ class ChatWidget(QWidget):
             return
         if source is not None:
             self.citation_clicked.emit(source)
+
+
+def progress_text(progress: dict) -> str:
+    """ "Reading part 3 of 12 · about 2 min left" """
+    text = progress["message"][:1].upper() + progress["message"][1:]
+    left = progress.get("estimate_s")
+    if left is not None:
+        text += f" · about {_duration(left)} left"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{max(5, round(seconds / 5) * 5):.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def _task_in_progress(message: dict, i: int) -> str:
+    """A summary or comparison under way: the model's progress, what it has written so far
+    (its markers are the step's own, so not links yet), then the extract or the differences,
+    cited as the final message will be."""
+    parts = []
+    if message.get("progress"):
+        parts.append(f"*{_md(progress_text(message['progress']))}. Stop keeps what is shown below.*")
+    if message["text"]:
+        parts.append(message["text"])
+    preview = message.get("preview")
+    if preview:
+        parts.append(link_citations(preview.get("answer", ""), i))
+    return "\n\n".join(parts) or "…"
 
 
 def _checked(answer: dict) -> dict:

@@ -10,7 +10,10 @@ quote from the documents is a tinted, indented block inside the answer.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QBrush, QFont, QPalette, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat, QTextFrameFormat
+from PySide6.QtGui import (
+    QBrush, QFont, QPalette, QTextBlockFormat, QTextCharFormat, QTextCursor, QTextDocument, QTextFormat, QTextFrameFormat,
+    QTextLength, QTextTable, QTextTableFormat,
+)
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from .style import SPACE, tones
@@ -49,6 +52,7 @@ def style_blocks(document: QTextDocument, messages: list[dict], waiting: int, pa
             end = end.previous()  # the ruler and empty blocks stay outside
         message = messages[k] if k < len(messages) else {"role": "user"}
         _frame(document, start, end, message, t, palette, unsupported(message), k >= len(messages))
+    _dress_tables(document.rootFrame(), t)
     # The rulers and the empty blocks Qt keeps between frames become a thin gap: the frames'
     # own margins are the spacing now.
     root = document.rootFrame()
@@ -133,6 +137,31 @@ def _frame(document, start, end, message: dict, t, palette: QPalette, warned: bo
     cursor.setPosition(start.position())
     cursor.setPosition(end.position() + end.length() - 1, QTextCursor.KeepAnchor)
     cursor.insertFrame(frame)
+
+
+def _dress_tables(frame, t) -> None:
+    """A comparison's table (before | after): two equal columns across the message, ruled,
+    the header row tinted, so the two sides of each change read next to each other."""
+    for child in frame.childFrames():
+        if isinstance(child, QTextTable):
+            fmt = child.format()
+            fmt.setWidth(QTextLength(QTextLength.PercentageLength, 100))
+            fmt.setColumnWidthConstraints([QTextLength(QTextLength.PercentageLength, 50)] * child.columns())
+            fmt.setBorder(1)
+            fmt.setBorderStyle(QTextFrameFormat.BorderStyle_Solid)
+            fmt.setBorderBrush(QBrush(t.card_edge))
+            fmt.setBorderCollapse(True)
+            fmt.setCellSpacing(0)
+            fmt.setCellPadding(SPACE * 0.75)
+            fmt.setHeaderRowCount(1)
+            child.setFormat(fmt)
+            for column in range(child.columns()):
+                cell = child.cellAt(0, column)
+                header = cell.format()
+                header.setBackground(QBrush(t.quote_block))
+                cell.setFormat(header)
+        else:
+            _dress_tables(child, t)
 
 
 class EmptyStateWidget(QWidget):

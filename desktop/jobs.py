@@ -155,10 +155,10 @@ def _answer(question, collection, conversation_id, history, engine, job):
     if task is not None:  # "summarize zen.pdf", "compare A and B": the whole documents, not top-k
         data = None
         for event in task:
-            if isinstance(event, dict):
+            if isinstance(event, dict) and "kind" not in event:
                 data = event
-            elif isinstance(event, str):
-                yield event
+            else:
+                yield event  # text, or the preview and progress the chat shows meanwhile
         data["question"] = question
         store.add_message(conversation_id, "assistant", data["answer"], data)
         yield {"answer": data, "conversation": conversation_id, "stopped": job.should_stop()}
@@ -205,8 +205,16 @@ def _run_document_task(intent, collection, engine, job):
     for event in events:
         if isinstance(event, (Summary, Comparison)):
             result = event
+            if not event.final:
+                # The extract (or the differences) at once, in the window, while the model
+                # reads: it stands on its own, and Stop keeps it.
+                message = summary_message(event) if isinstance(event, Summary) else comparison_message(event)
+                yield {"kind": "preview", "answer": message}
+                yield ""  # the worker sends a value on when the next one comes: this sends it now
         elif isinstance(event, PartProgress):
-            continue  # the answer's text shows the model's progress as it writes
+            # "reading part 3 of 12", with the time it expects to need: the chat shows it.
+            yield {"kind": "progress", **event.to_json()}
+            yield ""
         else:
             yield event
     yield summary_message(result) if isinstance(result, Summary) else comparison_message(result)

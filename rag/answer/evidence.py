@@ -225,10 +225,11 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
             spans.extend(_lines(text, a, b))
             continue
         # A heading ("Example document\nBeautiful is better than ugly.") is its own unit: a
-        # short whole line without punctuation (not a sentence's start wrapped mid-line).
+        # short whole line without punctuation (not a sentence's start wrapped mid-line, nor
+        # one whose last word a PDF hyphenated at the line's end: "The annual docu-").
         lines = _lines(text, a, b)
         if len(lines) > 1 and (a == 0 or text[a - 1] == "\n") and len(text[lines[0][0]:lines[0][1]].split()) <= 6 \
-                and not re.search(r"[.!?:;,]$", text[lines[0][0]:lines[0][1]]):
+                and not re.search(r"[.!?:;,\-]$", text[lines[0][0]:lines[0][1]]):
             spans.append(lines[0])
             a = lines[1][0]
         spans.append((a, b))

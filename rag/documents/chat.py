@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import PurePath
 
@@ -64,14 +65,19 @@ def comparison_message(c: Comparison) -> dict:
     lines.append(f"What changed from {a} to {b}: {len(c.changed)} changed, {len(c.removed)} removed, "
                  f"{len(c.added)} added, {len(c.moved)} moved.")
     shown = 0
+    rows = []
     for ch in c.changed:
         if shown == SHOWN:
             break
         x, y = cite(ch["before"]["source"]), cite(ch["after"]["source"])
         numbers.append([x, y])
-        lines.append(f"- Changed: \u201c{' '.join(ch['before']['text'].split())}\u201d [{x}] \u2192 "
-                     f"\u201c{' '.join(ch['after']['text'].split())}\u201d [{y}]")
+        before, after = marked_pair(ch["before"]["text"], ch["after"]["text"])
+        rows.append(f"| {before} [{x}] | {after} [{y}] |")
         shown += 1
+    if rows:
+        # The two sides of each change next to each other, the words that differ in bold:
+        # a Markdown table, which the window draws as two columns and an export keeps.
+        lines += ["", f"| Before, in {_cell(a)} | After, in {_cell(b)} |", "|---|---|", *rows, ""]
     for label, items in (("Removed", c.removed), ("Added", c.added)):
         for item in items:
             if shown == SHOWN:
@@ -96,6 +102,24 @@ def comparison_message(c: Comparison) -> dict:
 
         lines = [_MARKS.sub(renumber, c.overview.strip()), ""] + lines
     return _answer("\n".join(lines), sources, [], False, c.timings)
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: on one line, its own marks escaped (a sheet's row
+    holds "|", a sentence "*" or "[3]", which would be a column, emphasis or a citation)."""
+    return re.sub(r"([\\`*_\[\]<>#|])", r"\\\1", " ".join(text.split()))
+
+
+def marked_pair(before: str, after: str) -> tuple[str, str]:
+    """The two sentences as table cells, the words that differ between them in bold."""
+    x, y = before.split(), after.split()
+    out_x, out_y = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, x, y, autojunk=False).get_opcodes():
+        for words, lo, hi, out in ((x, i1, i2, out_x), (y, j1, j2, out_y)):
+            if hi > lo:
+                run = _cell(" ".join(words[lo:hi]))
+                out.append(run if op == "equal" else f"**{run}**")
+    return " ".join(out_x), " ".join(out_y)
 
 
 _MARKS = re.compile(r"\s*\[\s*\d+(?:\s*[,;\-\u2013]\s*\d+)*\s*\]")

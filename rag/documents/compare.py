@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..index.catalog import ChunkRow
-from .sentences import Sentence, document_sentences, source
+from .sentences import Sentence, document_sentences, join_hyphenated, source
 
 CHANGED = 0.5  # word-level likeness above which a replaced sentence was edited, not swapped
 SAME_TEXT = 0.3  # share of sentences in common above which two documents are versions of one text
@@ -41,7 +41,7 @@ class Side:
             self.sentences = document_sentences(self.chunks)
 
     def item(self, s: Sentence) -> dict:
-        return {"text": s.text, "source": source(self.chunks, s)}
+        return {"text": s.quoted, "source": source(self.chunks, s)}
 
 
 @dataclass
@@ -79,7 +79,7 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": 
 def normal(text: str) -> str:
     """A sentence as compared: whitespace, a PDF's hyphenated line breaks and the quote
     marks one format curls and another keeps straight do not count."""
-    return " ".join(re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text).translate(_QUOTES).split())
+    return " ".join(join_hyphenated(text).translate(_QUOTES).split())
 
 
 def _key(text: str) -> str:

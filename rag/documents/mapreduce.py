@@ -210,7 +210,7 @@ def _notes(text: str, cited: list[list[str]], texts: Sequence[str]) -> list[Note
     bullet citing none stands on all of the step's sources)."""
     out = []
     everything = list(dict.fromkeys(i for ids in cited for i in ids))
-    for line in re.split(r"\n+", text):
+    for line in re.split(r"\n+", _untagged(text)):
         plain = _BULLET.sub("", line).strip()
         numbers = cited_numbers(plain, len(cited))
         body = ev._CITE.sub("", plain).strip()
@@ -265,6 +265,15 @@ def _final(chunks, notes, model, embed, length, stop, temperature, system, by_id
     return ModelSummary(text, sources, claims, stopped=stopped, timings=timings)
 
 
+_TAGS = re.compile(r"^[ \t]*</?(?:note|source)\b[^>\n]*>[ \t]*\n?", re.M)
+
+
+def _untagged(text: str) -> str:
+    """The model's text without the <note> and <source> lines a small model copies from its
+    prompt (SmolLM2 wrote its whole summary as "<note id=\"11\">" blocks)."""
+    return re.sub(r"\n{3,}", "\n\n", _TAGS.sub("", text)).strip()
+
+
 def _cite_chunks(text: str, cited: list[list[str]], texts: Sequence[str],
                  by_id: dict[str, ChunkRow]) -> tuple[str, list[dict]]:
     """Renumber the text's markers from the step's sources (or notes) to the chunks they
@@ -277,7 +286,7 @@ def _cite_chunks(text: str, cited: list[list[str]], texts: Sequence[str],
         return order.index(chunk_id) + 1
 
     lines = []
-    for line in text.split("\n"):
+    for line in _untagged(text).split("\n"):
         numbers = cited_numbers(line, len(cited))
         body = ev._CITE.sub("", line).rstrip()
         if not numbers and len(body.split()) >= 3:

@@ -33,6 +33,27 @@ class Sentence:
     def key(self) -> str:
         return " ".join(self.text.split())
 
+    @property
+    def quoted(self) -> str:
+        """The sentence as shown and quoted: hyphenated line breaks joined (the verbatim
+        text stays in `text`, for the viewer to find in its chunk)."""
+        return join_hyphenated(self.text)
+
+
+_LINE_END_HYPHEN = re.compile(r"(?<=\S)-[ \t]*\r?\n[ \t]*(?=\S)")
+
+
+def join_hyphenated(text: str) -> str:
+    """A sentence as quoted: a word a PDF broke at a line end with a hyphen ("docu-\\nment")
+    made whole again. Only between lowercase letters: "Anglo-\\nSaxon" or "COVID-\\n19" keep
+    their hyphen (the line break alone goes), and a dash at a line end between words stays."""
+
+    def join(match: re.Match) -> str:
+        before, after = text[match.start() - 1], text[match.end()]
+        return "" if before.islower() and after.islower() else "-"
+
+    return _LINE_END_HYPHEN.sub(join, text)
+
 
 def is_table(chunk: ChunkRow) -> bool:
     return bool(chunk.unit and "row" in chunk.unit)

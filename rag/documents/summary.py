@@ -63,7 +63,7 @@ def extractive_summary(doc: DocumentRow, chunks: Sequence[ChunkRow], vectors, le
     started = time.perf_counter()
     sentences = document_sentences(chunks)
     chosen = extractive.choose(chunks, sentences, vectors, length)
-    items = [{"text": s.text, "source": source(chunks, s)} for s in chosen]
+    items = [{"text": s.quoted, "source": source(chunks, s)} for s in chosen]
     ms = round((time.perf_counter() - started) * 1000, 1)
     return Summary(doc.path, length, items, timings={"extractive_ms": ms},
                    coverage=extractive.coverage(chunks, chosen), warnings=_warnings(doc))

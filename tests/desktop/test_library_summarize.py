@@ -13,6 +13,7 @@ from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import QWidget
 
 from desktop.app import create_main_window
+from rag.documents.sentences import join_hyphenated
 from tests.desktop.test_answer_trust import ScriptedModel as AnswerTrustModel
 from tests.desktop.test_window_e2e import cite_anchors
 
@@ -63,7 +64,7 @@ def test_library_summarize_puts_the_cited_extract_in_the_chat(qtbot, data_dir, r
             source = sources[int(n)]
             assert source["path"] == str(pdf)
             # Verbatim: the quoted line is the sentence the source marks in its chunk.
-            assert " ".join(source["support"]["text"].split()) == text
+            assert " ".join(join_hyphenated(source["support"]["text"]).split()) == text
             assert source["text"][source["support"]["start"]:source["support"]["end"]] == source["support"]["text"]
         # The whole document, not the top few chunks: the quotes come from more than one page.
         assert len({sources[int(n)]["page"] for _, n in quoted}) >= 2

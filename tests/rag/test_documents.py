@@ -11,11 +11,13 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rag.documents.compare import normal
 from rag.documents.intent import document_intent, match_document
 from rag.documents.mapreduce import PartProgress, plan_groups
+from rag.documents.sentences import join_hyphenated
 from rag.documents.summary import Summary
 from rag.engine import Engine
 from rag.errors import EnclaveError
@@ -112,7 +114,8 @@ def test_a_pdf_is_summarized_verbatim_in_order_with_every_page_range_represented
         src = item["source"]
         chunk = chunks[src["chunk_id"]]
         # Verbatim: the sentence is where the citation says, in the stored chunk.
-        assert chunk.text[src["support"]["start"]:src["support"]["end"]] == item["text"]
+        assert join_hyphenated(chunk.text[src["support"]["start"]:src["support"]["end"]]) == item["text"]
+        assert src["support"]["text"] == chunk.text[src["support"]["start"]:src["support"]["end"]]
         assert src["path"] == str(PDF4) and src["page"] in (1, 2, 3, 4)
     starts = [chunks[i["source"]["chunk_id"]].char_start + i["source"]["support"]["start"] for i in items]
     assert starts == sorted(starts)  # document order
@@ -131,6 +134,36 @@ def test_a_long_summary_has_more_lines_than_a_short_one_and_no_repeats(engine):
     assert len(topics) >= 5 and topics & set(TOPICS[:4]) and topics & set(TOPICS[4:8]) and topics & set(TOPICS[8:])
     texts = [i["text"] for i in long.extractive]
     assert len(set(texts)) == len(texts)
+
+
+HYPHENATED = ("The annual docu-\nment was signed by the whole com-\nmittee in May.\n"
+              "The Anglo-\nSaxon archive keeps a copy of every single page.\n"
+              "Each of the COVID-\n19 wards reported to the board every week.\n"
+              "The board met 12 times in the year and kept minutes of each meeting.\n")
+
+
+def test_quotes_join_a_word_a_line_break_hyphenated_and_keep_real_hyphens(engine, tmp_path):
+    a, b = tmp_path / "minutes-a.txt", tmp_path / "minutes-b.txt"
+    a.write_text(HYPHENATED)
+    # The same text without the line breaks (as a DOCX revision has it), one number changed.
+    b.write_text(HYPHENATED.replace("-\n", "-").replace("docu-ment", "document").replace("com-mittee", "committee")
+                 .replace("met 12 times", "met 14 times"))
+    engine.index_all([a, b])
+    _, result = run(engine.summarize(a, "long", use_model=False))
+    quoted = " ".join(i["text"] for i in result.extractive)
+    assert "The annual document was signed by the whole committee in May." in quoted
+    assert "The Anglo-Saxon archive" in quoted and "COVID-19 wards" in quoted
+    assert "-\n" not in quoted
+    for item in result.extractive:  # the viewer still finds the verbatim text in its chunk
+        support = item["source"]["support"]
+        assert item["source"]["text"][support["start"]:support["end"]] == support["text"]
+    _, compared = run(engine.compare(a, b, use_model=False))
+    # A word broken at a line end is the same word: only the number changed.
+    assert not compared.added and not compared.removed and len(compared.changed) == 1
+    change = compared.changed[0]
+    assert "12 times" in change["before"]["text"] and "14 times" in change["after"]["text"]
+    _, reverse = run(engine.compare(b, a, use_model=False))
+    assert [c["after"]["text"] for c in reverse.changed] == [change["before"]["text"]]
 
 
 def test_a_spreadsheet_summary_cites_its_rows(engine):
@@ -262,6 +295,19 @@ def changed_hash(engine, path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_note_tags_a_small_model_copies_from_its_prompt_are_not_in_the_summary():
+    from rag.documents.mapreduce import _cite_chunks
+    from rag.index.catalog import ChunkRow
+
+    chunks = {f"c{i}": ChunkRow(f"c{i}", "/d/a.txt", "default", f"The general met Kutuzov {i}.", 1, 1, 0, 9)
+              for i in (1, 2)}
+    text = '<note id="11">\nThe general in command of the rearguard met Kutuzov. [1, 2]\n</note>\n\n<note id="12">\n' \
+           'The general rode to the bridge. [2]\n</note>'
+    out, sources = _cite_chunks(text, [["c1"], ["c2"]], ["a", "b"], chunks)
+    assert "<" not in out and out.splitlines()[0] == "The general in command of the rearguard met Kutuzov. [1, 2]"
+    assert [s["chunk_id"] for s in sources] == ["c1", "c2"]
+
+
 def test_groups_are_consecutive_and_within_budget():
     assert plan_groups([5, 5, 5, 5], 10) == [[0, 1], [2, 3]]
     assert plan_groups([30, 5], 10) == [[0], [1]]  # too big alone: its own group
@@ -304,6 +350,98 @@ def test_edits_between_two_versions_are_found_and_cited_in_both(engine, tmp_path
     assert change["after"]["source"]["path"] == str(b.resolve())
     assert data["removed"][0]["source"]["path"] == str(a.resolve())
     assert data["added"][0]["source"]["path"] == str(b.resolve())
+
+
+POLICY_PDF = [
+    ["Travel policy",
+     "Employees book their travel through the company portal at least 14 days before",
+     "departure. The daily allowance for meals is 60 euros in every country. Hotel costs are reim-",
+     "bursed up to 150 euros a night with a receipt. Taxis are allowed only when no train or bus",
+     "runs."],
+    ["Flights longer than six hours may be booked in business class. Every trip needs the",
+     "written approval of the team lead. Unused tickets must be cancelled within two working days."],
+]
+POLICY_DOCX = [
+    "Travel policy",
+    "Employees book their travel through the company portal at least 14 days before departure. The daily "
+    "allowance for meals is 75 euros in every country. Hotel costs are reimbursed up to 150 euros a night with "
+    "a receipt.",
+    "Flights longer than six hours may be booked in business class. Every trip needs the written approval of "
+    "the team lead. Rental cars need the approval of the finance office. Unused tickets must be cancelled within "
+    "two working days.",
+]
+
+
+def test_a_pdf_and_its_docx_revision_are_compared_across_formats(engine, tmp_path):
+    import docx
+
+    from tests.fakes import text_pdf
+
+    pdf, revision = tmp_path / "travel-2024.pdf", tmp_path / "travel-2025.docx"
+    text_pdf(pdf, POLICY_PDF)  # lines broken where the page's width ended them, one word hyphenated
+    document = docx.Document()
+    for paragraph in POLICY_DOCX:  # the same text as flowing paragraphs, with three edits
+        document.add_paragraph(paragraph)
+    document.save(revision)
+    engine.index_all([pdf, revision])
+    _, result = run(engine.compare(pdf, revision, use_model=False))
+    data = result.to_json()
+    assert data["mode"] == "versions" and not data["same"] and not data["moved"]
+    flat = lambda item: " ".join(item["text"].split())  # noqa: E731
+    # Only the edits: the PDF's line breaks and its hyphenated "reim-/bursed" are no change.
+    assert [flat(r) for r in data["removed"]] == ["Taxis are allowed only when no train or bus runs."]
+    assert [flat(a) for a in data["added"]] == ["Rental cars need the approval of the finance office."]
+    assert len(data["changed"]) == 1
+    change = data["changed"][0]
+    assert "60 euros" in change["before"]["text"] and "75 euros" in change["after"]["text"]
+    # Cited in both: the PDF by its page, the DOCX by its own path.
+    assert change["before"]["source"]["path"] == str(pdf.resolve()) and change["before"]["source"]["page"] == 1
+    assert change["after"]["source"]["path"] == str(revision.resolve())
+    assert data["removed"][0]["source"]["path"] == str(pdf.resolve()) and data["removed"][0]["source"]["page"] == 1
+    assert data["added"][0]["source"]["path"] == str(revision.resolve())
+    for item in (change["before"], data["removed"][0]):  # the viewer finds each in its chunk
+        support = item["source"]["support"]
+        assert item["source"]["text"][support["start"]:support["end"]] == support["text"]
+
+
+SECTION = ["The {t} was built in {n} by the town council.", "Visitors to the {t} counted {m} in the first spring.",
+           "The {t} needs repairs costing {k} thousand euros every decade."]
+
+
+def _sectioned(path: str, topics: list[str], shift: int, vectors: dict[str, np.ndarray]):
+    """One chunk per section (its vector the topic's), every number moved by `shift`."""
+    from rag.index.catalog import ChunkRow
+
+    chunks, at = [], 0
+    for i, t in enumerate(topics):
+        text = " ".join(x.format(t=t, n=1800 + i + shift, m=120 + i + shift, k=30 + i + shift) for x in SECTION)
+        chunks.append(ChunkRow(f"{path}-{i}", path, "default", text, i + 1, i + 1, at, at + len(text)))
+        at += len(text) + 2
+    return chunks, {c.id: vectors[t] for c, t in zip(chunks, topics)}
+
+
+def test_two_texts_that_are_not_versions_are_aligned_section_by_section_by_their_vectors():
+    from rag.documents.compare import Side, compare_sides
+
+    rng = np.random.default_rng(24)
+    topics = ["harbour", "orchard", "glacier", "railway", "canal"]
+    vectors = {t: rng.normal(size=64).astype(np.float32) for t in topics}
+    a_chunks, a_vectors = _sectioned("/d/a.txt", ["harbour", "orchard", "glacier", "railway"], 0, vectors)
+    # B: no orchard, a canal at the end, and every number changed, so no sentence is common.
+    b_chunks, b_vectors = _sectioned("/d/b.txt", ["harbour", "glacier", "railway", "canal"], 10, vectors)
+    result = compare_sides(Side("/d/a.txt", a_chunks, a_vectors), Side("/d/b.txt", b_chunks, b_vectors))
+    assert result.mode == "sections"
+    # Sentence by sentence, the orchard's lines read like the glacier's (one template): a diff
+    # of the whole texts pairs them as edits. Aligned by meaning, the orchard section is
+    # removed whole, the canal added whole, and each pair stays within its own section.
+    assert len(result.removed) == 3 and all("orchard" in r["text"] for r in result.removed)
+    assert len(result.added) == 3 and all("canal" in a["text"] for a in result.added)
+    assert len(result.changed) == 9
+    for change in result.changed:
+        topic = next(t for t in topics if t in change["before"]["text"])
+        assert topic in change["after"]["text"]
+        assert change["before"]["source"]["chunk_id"] == f"/d/a.txt-{['harbour', 'orchard', 'glacier', 'railway'].index(topic)}"
+        assert change["after"]["source"]["chunk_id"] == f"/d/b.txt-{['harbour', 'glacier', 'railway', 'canal'].index(topic)}"
 
 
 def test_the_overview_cites_the_differences(engine, tmp_path):
@@ -436,12 +574,23 @@ def test_a_chat_message_asking_for_a_summary_or_a_comparison_gets_one_shaped_as_
         *_, done = jobs._ask("what changed between rules-2024.txt and rules-2025.txt?", "default", None, engine,
                              _Job())
         data = done["answer"]
-        assert "Changed" in data["answer"] and "140" in data["answer"]
+        # The change as a table row, before | after, the differing number in bold on each side.
+        assert "| Before, in rules-2024.txt | After, in rules-2025.txt |" in data["answer"]
+        assert re.search(r"^\| .*\*\*121\*\*.* \[\d+\] \| .*\*\*140\*\*.* \[\d+\] \|$", data["answer"], re.M)
         assert {s["path"] for s in data["sources"]} == {str(a.resolve()), str(b.resolve())}
         *_, plain = jobs._ask("what does the harbour cost?", "default", None, engine, _Job())
-        assert "Changed" not in plain["answer"]["answer"]  # an ordinary question is answered as before
+        assert "| Before, in" not in plain["answer"]["answer"]  # an ordinary question is answered as before
     finally:
         engine._chat_model = None
+
+
+def test_a_changed_pair_is_two_table_cells_with_the_differing_words_in_bold():
+    from rag.documents.chat import marked_pair
+
+    before, after = marked_pair("Team | Boston | 12 wins [3] *", "Team | Boston | 14 wins [3] *")
+    # A sheet's "|" is no column, "[3]" no citation, "*" no emphasis: each kept as text.
+    assert before == "Team \\| Boston \\| **12** wins \\[3\\] \\*"
+    assert after == "Team \\| Boston \\| **14** wins \\[3\\] \\*"
 
 
 def test_the_librarys_summarize_and_compare_actions_ask_what_the_intent_rule_recognises():

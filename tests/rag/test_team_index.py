@@ -584,3 +584,37 @@ def test_a_client_certificate_port_admits_a_valid_certificate_and_names_what_is_
         expired.search("walrus1", "team:handbook")
     assert expired.index_all([folder], collection="mine").indexed == 4  # local collections keep working
     expired.close()
+
+
+def test_a_member_summarizes_and_compares_team_documents_another_member_indexed(team, tmp_path):
+    from tests.rag.test_documents import long_text
+
+    docs = (tmp_path / "team-docs").resolve()
+    docs.mkdir()
+    v1, v2, secret = (docs / n for n in ("rules-2024.txt", "rules-2025.txt", "minutes.txt"))
+    v1.write_text(long_text(4))
+    v2.write_text(long_text(4).replace("counted 121 in", "counted 160 in"))
+    secret.write_text(long_text(2))
+    alice, bob = _engine(team, tmp_path, "alice"), _engine(team, tmp_path, "bob")
+    try:
+        assert alice.index_all([v1, v2], collection="team:handbook").indexed == 2
+        alice.index_all([secret], collection="team:board")
+        v1.unlink()  # bob's machine never had the files: the summary is of what the team stored
+        summary = list(bob.summarize(v1, "long", collection="team:handbook", use_model=False))[-1]
+        assert len(summary.extractive) >= 3 and not summary.warnings
+        assert {i["source"]["path"] for i in summary.extractive} == {str(v1)}
+        chunk_ids = {c.id for c in bob.team.document_chunks(bob.team.document("team:handbook", str(v1)))}
+        assert {i["source"]["chunk_id"] for i in summary.extractive} <= chunk_ids
+        assert {t for i in summary.extractive for t in ("harbour", "orchard", "glacier", "railway") if t in i["text"]} \
+            >= {"harbour", "railway"}  # the whole document, first section to last
+        compared = list(bob.compare(v1, v2, collection="team:handbook", use_model=False))[-1]
+        assert compared.mode == "versions" and not compared.added and not compared.removed
+        assert len(compared.changed) == 1
+        change = compared.changed[0]
+        assert "121" in change["before"]["text"] and "160" in change["after"]["text"]
+        assert change["before"]["source"]["path"] == str(v1) and change["after"]["source"]["path"] == str(v2)
+        # A collection bob was not granted holds nothing he can summarize.
+        with pytest.raises(EnclaveError):
+            list(bob.summarize(secret, collection="team:board", use_model=False))
+    finally:
+        alice.close(), bob.close()
