@@ -19,14 +19,12 @@ from ..answer.citations import best_support, cited_numbers, content_stems
 from ..answer.prompting import format_source
 from ..index.catalog import ChunkRow
 from ..llm import ChatModel
+from ..llm.pace import Pace, pace_of
 from ..types import Hit
 
 CHARS_PER_TOKEN = 3.0  # a cautious guess to plan groups; each prompt is then counted exactly
 PROMPT_OVERHEAD = 160  # tokens of instructions and chat template around the sources
 OUT_TOKENS = {"short": (128, 220), "long": (220, 420)}  # (each map or reduce step, the final one)
-# Rough speeds of a small model on a laptop CPU, for the estimate shown before a long run;
-# the estimate is revised from the measured pace after the first part.
-PROMPT_TOKENS_PER_S, TOKENS_PER_S = 250.0, 20.0
 CHECK_QUESTION = "Summarize the document."
 
 MAP_SYSTEM = (
@@ -110,7 +108,10 @@ def summarize_with_model(chunks: Sequence[ChunkRow], model: ChatModel, embed: Ca
     groups = plan_groups([len(c.text) + 40 for c in chunks], budget_chars)
     stop = should_stop or (lambda: False)
     timings = {"parts": len(groups)}
-    estimate = _estimate(sum(len(c.text) for c in chunks), len(groups), step_tokens, final_tokens)
+    # The model's measured pace on this machine (rag/llm/pace.py) when it has run before;
+    # revised from this run's own pace after the first part.
+    pace = pace_of(model)
+    estimate = _estimate(pace, sum(len(c.text) for c in chunks), len(groups), step_tokens, final_tokens)
 
     if len(groups) == 1:  # the whole document fits: one streamed step
         yield PartProgress("final", 1, 1, "reading the document", estimate)
@@ -127,8 +128,9 @@ def summarize_with_model(chunks: Sequence[ChunkRow], model: ChatModel, embed: Ca
             yield _stopped(notes, timings, started, len(groups))
             return
         elapsed = time.perf_counter() - step_started
-        pace = elapsed / (number - 1) if number > 1 else None
-        left = pace * (len(groups) - number + 1) + final_tokens / TOKENS_PER_S if pace else estimate
+        per_part = elapsed / (number - 1) if number > 1 else None
+        left = (per_part * (len(groups) - number + 1) + final_tokens / pace.decode_per_s if per_part
+                else estimate)
         yield PartProgress("map", number, len(groups), f"reading part {number} of {len(groups)}", left)
         part = [chunks[i] for i in group]
         text = yield from _generate(MAP_SYSTEM.format(n="2 to 4"), [format_source(n + 1, hit_of(c)) for n, c in enumerate(part)],
@@ -163,17 +165,17 @@ def summarize_with_model(chunks: Sequence[ChunkRow], model: ChatModel, embed: Ca
     if stop():
         yield _stopped(notes, timings, started, len(groups))
         return
-    yield PartProgress("final", 1, 1, "writing the summary", final_tokens / TOKENS_PER_S)
+    yield PartProgress("final", 1, 1, "writing the summary", final_tokens / pace.decode_per_s)
     result = yield from _final(None, notes, model, embed, length, stop, temperature, REDUCE_SYSTEM, by_id, started,
                                timings)
     result.parts = len(groups)
     yield result
 
 
-def _estimate(chars: int, parts: int, step_tokens: int, final_tokens: int) -> float:
+def _estimate(pace: Pace, chars: int, parts: int, step_tokens: int, final_tokens: int) -> float:
     prompt = chars / CHARS_PER_TOKEN + parts * PROMPT_OVERHEAD
     out = (parts * step_tokens if parts > 1 else 0) + final_tokens
-    return prompt / PROMPT_TOKENS_PER_S + out / TOKENS_PER_S
+    return pace.seconds(prompt, out)
 
 
 def _generate(system: str, blocks: list[str], model: ChatModel, max_tokens: int, temperature: float,
@@ -187,14 +189,20 @@ def _generate(system: str, blocks: list[str], model: ChatModel, max_tokens: int,
         blocks = blocks[:-1]
         messages[1]["content"] = "\n\n".join(blocks) + "\n\n" + task
     pieces = []
+    started, first = time.perf_counter(), None
     it = model.stream(messages, max_tokens, temperature, stop, None)
     try:
         for piece in it:
+            first = first or time.perf_counter()
             pieces.append(piece)
             if stream:
                 yield piece
     finally:
         it.close()
+    stats = model.last_stats
+    if first is not None:
+        pace_of(model).note(stats.prompt_tokens - stats.reused_tokens, first - started, stats.generated_tokens - 1,
+                            time.perf_counter() - first)
     return "".join(pieces)
 
 

@@ -245,6 +245,51 @@ def test_a_document_larger_than_the_context_is_mapped_and_reduced_with_cited_che
     assert result.to_json()["supported"] is True
 
 
+class TimedModel(FakeModel):
+    """Reads prompts at 5,000 tokens/s and writes 500 tokens/s, twenty times the pace a
+    model that has not run yet is assumed to have, always max_tokens of them; says so in
+    last_stats, as a real one does."""
+
+    def stream(self, messages, max_tokens, temperature=0.0, should_stop=None, refuse_at=None):
+        import time
+
+        prompt = self.prompt_tokens(messages)
+        time.sleep(prompt / 5000)
+        pieces = list(super().stream(messages, max_tokens, temperature, should_stop, refuse_at))
+        words = " ".join(pieces).split(" ")
+        for n, word in enumerate(words + [""] * (max_tokens - len(words))):
+            if n:
+                time.sleep(1 / 500)
+            yield word + " " if word else ""
+        self.last_stats = StreamStats(prompt_tokens=prompt, generated_tokens=max(max_tokens, len(words)),
+                                      finish="length")
+
+
+def test_the_estimate_before_a_map_reduce_starts_from_the_model_measured_pace(engine):
+    """The first estimate is a guess for a model that never ran; once it has, the next
+    estimate is its measured pace (a fixed guess was ten times too low on a busy CPU)."""
+    import time
+
+    from rag.documents.mapreduce import summarize_with_model
+    from rag.llm.pace import pace_of
+
+    model = TimedModel(context=700)
+    index, doc = engine.find_document(engine.files / "report.txt")
+    chunks = index.document_chunks(doc)
+
+    def first_estimate():
+        started = time.perf_counter()
+        events = list(summarize_with_model(chunks, model, None))
+        maps = [e for e in events if isinstance(e, PartProgress) and e.stage == "map"]
+        return maps[0].estimate_s, time.perf_counter() - started, len(maps)
+
+    guessed, took, parts = first_estimate()
+    assert parts >= 3 and pace_of(model).measured
+    measured, took_again, _ = first_estimate()
+    assert measured < guessed / 4, (guessed, measured, took)
+    assert took_again / 3 < measured < took_again * 3, (measured, took_again)
+
+
 def test_stop_in_the_middle_of_a_map_reduce_ends_it_and_caches_nothing(engine):
     engine._chat_model = fake = FakeModel(context=700)
     try:
