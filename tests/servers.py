@@ -240,19 +240,25 @@ def _pg_ctl_start(folder: Path, pgdata: Path, log: str) -> None:
                                       "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)
 
 
-def start_postgres(folder: Path, port: int) -> None:
-    pgdata = folder / "pgdata"
-    pwfile = folder / "pw"
+def _initdb(bin_dir: Path, folder: Path, pgdata: Path, port: int, settings: str) -> None:
+    """A new cluster in `pgdata` whose administrator logs in with ADMIN_PASSWORD (scram),
+    listening on 127.0.0.1:port and a socket in `folder`, with `settings` added."""
+    pwfile = folder / f"{pgdata.name}-pw"
     pwfile.write_text(ADMIN_PASSWORD + "\n")
     for path in (folder, pwfile):
         _give_to_postgres(path)
-    subprocess.run(_as_postgres_user([str(PG_BIN / "initdb"), "-D", str(pgdata), "-U", "enclave_admin",
+    subprocess.run(_as_postgres_user([str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "enclave_admin",
                                       "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
                                       "--locale=C.UTF-8"]), check=True, capture_output=True, timeout=300)
     with open(pgdata / "postgresql.conf", "a") as conf:
         conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{folder}'\n"
-                   "fsync = off\nmax_connections = 200\nwal_level = replica\nmax_wal_senders = 4\n"
-                   "shared_buffers = 256MB\nmaintenance_work_mem = 256MB\n")
+                   f"fsync = off\n{settings}")
+
+
+def start_postgres(folder: Path, port: int) -> None:
+    pgdata = folder / "pgdata"
+    _initdb(PG_BIN, folder, pgdata, port, "max_connections = 200\nwal_level = replica\nmax_wal_senders = 4\n"
+                                          "shared_buffers = 256MB\nmaintenance_work_mem = 256MB\n")
     # Only HAProxy (on this host) reaches PostgreSQL's port; every login is a scram password.
     (pgdata / "pg_hba.conf").write_text("local all all scram-sha-256\n"
                                         "host all all 127.0.0.1/32 scram-sha-256\n"
@@ -274,21 +280,15 @@ def start_native_tls_postgres(folder: Path, port: int, certs: dict[str, Path], h
     if bin_dir is None:
         raise RuntimeError("no distribution PostgreSQL under /usr/lib/postgresql: run `make team-servers`")
     pgdata = folder / "native"
-    pwfile = folder / "native-pw"
-    pwfile.write_text(ADMIN_PASSWORD + "\n")
     tls = folder / "native-tls"
     tls.mkdir()
     for name in ("ca", "cert", "key"):
         shutil.copy(certs[name], tls / certs[name].name)
-    for path in (folder, pwfile, tls, *tls.iterdir()):
+    for path in (tls, *tls.iterdir()):
         _give_to_postgres(path)
-    subprocess.run(_as_postgres_user([str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "enclave_admin",
-                                      "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8",
-                                      "--locale=C.UTF-8"]), check=True, capture_output=True, timeout=300)
-    with open(pgdata / "postgresql.conf", "a") as conf:
-        conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{folder}'\n"
-                   f"fsync = off\nssl = on\nssl_cert_file = '{tls / certs['cert'].name}'\n"
-                   f"ssl_key_file = '{tls / certs['key'].name}'\nssl_ca_file = '{tls / certs['ca'].name}'\n")
+    _initdb(bin_dir, folder, pgdata, port, f"ssl = on\nssl_cert_file = '{tls / certs['cert'].name}'\n"
+                                           f"ssl_key_file = '{tls / certs['key'].name}'\n"
+                                           f"ssl_ca_file = '{tls / certs['ca'].name}'\n")
     (pgdata / "pg_hba.conf").write_text("local all all scram-sha-256\n" + hba)
     subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-l", str(folder / "native.log"),
                                       "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 from desktop import jobs
-from desktop.app import create_main_window
 from rag.config import Settings
-from tests.desktop.test_answer_trust import SUPPORTED, ScriptedModel, index_zen
+from tests.desktop.test_answer_trust import SUPPORTED, ScriptedModel, index_zen, model_window
 from tests.desktop.test_engine_process import process_window  # noqa: F401 - a fixture
 from tests.e2e.test_model_process import LONG_QUESTION, QUESTION, children_named
 
@@ -158,18 +157,8 @@ class FrozenFirstModel(ScriptedModel):
 
 def test_a_stalled_answer_ends_with_a_message_and_its_late_result_lands_nowhere(qtbot, data_dir, real_embedder,
                                                                               tmp_path):
-    from rag.engine import Engine
-
     model = FrozenFirstModel()
-
-    def factory(folder):
-        engine = Engine(folder, settings=Settings(top_k=3), embedder=real_embedder)
-        engine._chat_model = model
-        return engine
-
-    window = create_main_window(data_dir, engine_factory=factory, welcome=False)
-    qtbot.addWidget(window)
-    window.show()
+    window = model_window(qtbot, data_dir, real_embedder, model)
     try:
         index_zen(qtbot, window, tmp_path)
         said, failures = Answers(window), []

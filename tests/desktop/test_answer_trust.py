@@ -62,18 +62,24 @@ def index_zen(qtbot, window, tmp_path):
     return pdf
 
 
-def test_an_invented_claim_is_dimmed_and_a_claim_click_shows_its_passage(qtbot, data_dir, real_embedder, tmp_path):
+def model_window(qtbot, data_dir, real_embedder, model):
+    """The window, shown, on an in-process engine (top 3) whose chat model is `model`."""
     from rag.config import Settings
     from rag.engine import Engine
 
     def factory(folder):
         engine = Engine(folder, settings=Settings(top_k=3), embedder=real_embedder)
-        engine._chat_model = ScriptedModel()
+        engine._chat_model = model
         return engine
 
     window = create_main_window(data_dir, engine_factory=factory, welcome=False)
     qtbot.addWidget(window)
     window.show()
+    return window
+
+
+def test_an_invented_claim_is_dimmed_and_a_claim_click_shows_its_passage(qtbot, data_dir, real_embedder, tmp_path):
+    window = model_window(qtbot, data_dir, real_embedder, ScriptedModel())
     try:
         index_zen(qtbot, window, tmp_path)
         answer = ask(qtbot, window, "What is better than ugly?")

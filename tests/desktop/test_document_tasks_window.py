@@ -13,25 +13,10 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QTextCursor, QTextTable
 from PySide6.QtWidgets import QWidget
 
-from desktop.app import create_main_window
+from tests.desktop.test_answer_trust import model_window
 from tests.desktop.test_library_summarize import QUOTED, ScriptedModel
 from tests.desktop.test_window_e2e import cite_anchors
 from tests.rag.test_documents import FakeModel, long_text
-
-
-def _window(qtbot, data_dir, real_embedder, model):
-    from rag.config import Settings
-    from rag.engine import Engine
-
-    def factory(folder):
-        engine = Engine(folder, settings=Settings(top_k=3), embedder=real_embedder)
-        engine._chat_model = model
-        return engine
-
-    window = create_main_window(data_dir, engine_factory=factory, welcome=False)
-    qtbot.addWidget(window)
-    window.show()
-    return window
 
 
 def _index(qtbot, window, paths):
@@ -74,7 +59,7 @@ def test_a_comparison_shows_each_change_side_by_side_and_each_side_opens_its_pas
     old, new = folder / "fees-2024.txt", folder / "fees-2025.txt"
     old.write_text(long_text(4))
     new.write_text(long_text(4).replace("counted 121 in", "counted 175 in"))
-    window = _window(qtbot, data_dir, real_embedder, ScriptedModel())
+    window = model_window(qtbot, data_dir, real_embedder, ScriptedModel())
     try:
         _index(qtbot, window, [old, new])
         library = window.library
@@ -154,7 +139,7 @@ def test_a_long_summary_shows_the_extract_its_parts_and_time_left_and_stop_ends_
     report.parent.mkdir()
     report.write_text(long_text(12))
     model = GatedModel(context=700)  # smaller than the report: a map-reduce of several parts
-    window = _window(qtbot, data_dir, real_embedder, model)
+    window = model_window(qtbot, data_dir, real_embedder, model)
     view = window.chat.view
     try:
         _index(qtbot, window, [report])

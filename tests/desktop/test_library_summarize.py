@@ -12,9 +12,8 @@ from PySide6.QtCore import QUrl
 from PySide6.QtPdfWidgets import QPdfView
 from PySide6.QtWidgets import QWidget
 
-from desktop.app import create_main_window
 from rag.documents.sentences import join_hyphenated
-from tests.desktop.test_answer_trust import ScriptedModel as AnswerTrustModel
+from tests.desktop.test_answer_trust import ScriptedModel as AnswerTrustModel, model_window
 from tests.desktop.test_window_e2e import cite_anchors
 
 QUOTED = re.compile(r"^- \u201c(.+)\u201d \[(\d+)\]$", re.M)  # a line of the extract, as chat.py writes it
@@ -29,20 +28,10 @@ class ScriptedModel(AnswerTrustModel):
 
 def test_library_summarize_puts_the_cited_extract_in_the_chat(qtbot, data_dir, real_embedder, multicolumn,
                                                               tmp_path):
-    from rag.config import Settings
-    from rag.engine import Engine
-
-    def factory(folder):
-        engine = Engine(folder, settings=Settings(top_k=3), embedder=real_embedder)
-        engine._chat_model = ScriptedModel()
-        return engine
-
     pdf = tmp_path / "docs" / "multicolumn.pdf"
     pdf.parent.mkdir()
     shutil.copy(multicolumn, pdf)
-    window = create_main_window(data_dir, engine_factory=factory, welcome=False)
-    qtbot.addWidget(window)
-    window.show()
+    window = model_window(qtbot, data_dir, real_embedder, ScriptedModel())
     try:
         with qtbot.waitSignal(window.indexing_finished, timeout=120_000) as indexed:
             window.add_paths([str(pdf)])

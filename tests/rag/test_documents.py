@@ -84,7 +84,6 @@ class FakeModel:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, real_embedder):
-    folder = tmp_path_factory.mktemp("docs")
     report = tmp_path_factory.mktemp("files")
     (report / "report.txt").write_text(long_text())
     (report / "empty.txt").write_text("")
