@@ -4,6 +4,7 @@ routing, fused search, row-level security by every path, refusals and clear erro
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -335,6 +336,11 @@ def test_bob_with_his_own_credentials_cannot_read_or_change_board_vectors_by_any
                       "DROP INDEX IF EXISTS enclave_chunks_tsv", "ALTER TABLE enclave_chunks DISABLE ROW LEVEL SECURITY"):
         with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.WrongObjectType)):
             bob.execute(statement)
+    # The keyword function reads with the owner's rights (so GIN serves it): the same grants filter it.
+    keyword = ("SELECT chunk_id FROM enclave_keyword_search(%s, ARRAY[websearch_to_tsquery('english', 'walrus2')], "
+               "websearch_to_tsquery('english', 'walrus2'), 5)")
+    assert bob.execute(keyword, ("board",)).fetchall() == []
+    assert len(bob.execute(keyword, ("handbook",)).fetchall()) == 1
     bob.close()
     assert board_state() == before and before[0] == 4
     assert admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0] == audit_rows
@@ -400,6 +406,29 @@ def test_a_member_search_walks_the_collection_own_hnsw_index(team, tmp_path, fol
     assert f"{store}_hnsw" in plan, plan
     assert bob.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
     bob.close(), alice.close()
+
+
+def test_keyword_search_ranks_the_chunks_holding_the_most_question_words_first(team, tmp_path):
+    docs = tmp_path / "kw"
+    docs.mkdir()
+    texts = {"all": "The amber falcon nests in the quarry.", "two_a": "An amber falcon flew by.",
+             "two_b": "A falcon over the quarry.", "one": "Amber is fossil resin.",
+             "none": "Nothing of the kind here."}
+    for name, text in texts.items():
+        (docs / f"{name}.txt").write_text(text + "\n")
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([docs], collection="team:handbook")
+
+    def found(k):
+        hits = alice.team.keyword_search("team:handbook", "amber falcon quarry?", k)
+        paths = {c.id: c.path for c in alice.team.chunks_by_id([h[0] for h in hits]).values()}
+        return [Path(paths[h[0]]).stem for h in hits]
+
+    assert found(1) == ["all"]  # three words in one chunk: the strict stage alone answers
+    top = found(3)
+    assert top[0] == "all" and sorted(top[1:]) == ["two_a", "two_b"]
+    assert sorted(found(10)) == ["all", "one", "two_a", "two_b"]  # too few: any word, never "none"
+    alice.close()
 
 
 def test_a_vector_of_the_wrong_dimension_is_refused_by_the_server(team, tmp_path, folder):
