@@ -321,24 +321,38 @@ MIGRATIONS: list[str] = [
     CREATE FUNCTION enclave_keyword_search(c TEXT, stages tsquery[], ranked tsquery, k INTEGER)
         RETURNS TABLE(chunk_id TEXT, score REAL)
         LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
-        DECLARE stage tsquery; found INTEGER;
+        DECLARE stage tsquery; chosen tsquery; found INTEGER;
         BEGIN
+            -- The arguments are judged before the grants, the same way for every collection:
+            -- an error or an empty answer says nothing of one the caller may not read. The
+            -- bounds keep one call's work near one search's (the client sends k <= 200, at
+            -- most 5 stages, at most 64 words).
+            IF k IS NULL OR k < 1 OR ranked IS NULL OR stages IS NULL OR cardinality(stages) = 0 THEN
+                RETURN;
+            END IF;
+            IF k > 1000 OR cardinality(stages) > 16 OR numnode(ranked) > 1000
+               OR EXISTS (SELECT 1 FROM unnest(stages) s WHERE numnode(s) > 1000) THEN
+                RAISE EXCEPTION 'enclave_keyword_search takes k up to 1000, up to 16 stages and queries of up to 1000 nodes'
+                    USING ERRCODE = '22023';
+            END IF;
             IF c IS NULL OR c NOT IN (SELECT enclave_readable()) THEN
                 RETURN;
             END IF;
             FOREACH stage IN ARRAY stages LOOP
+                CONTINUE WHEN stage IS NULL;
+                chosen := stage;
                 SELECT count(*) INTO found FROM (
                     SELECT 1 FROM enclave_chunks x JOIN enclave_documents d ON d.id = x.document_id
                     WHERE x.collection = c AND d.state = 'indexed' AND x.tsv @@ stage LIMIT k) enough;
                 EXIT WHEN found >= k;
             END LOOP;
-            IF stage IS NULL THEN
+            IF chosen IS NULL THEN
                 RETURN;
             END IF;
             RETURN QUERY
                 WITH candidates AS MATERIALIZED (
                     SELECT x.id, x.tsv FROM enclave_chunks x JOIN enclave_documents d ON d.id = x.document_id
-                    WHERE x.collection = c AND d.state = 'indexed' AND x.tsv @@ stage
+                    WHERE x.collection = c AND d.state = 'indexed' AND x.tsv @@ chosen
                     ORDER BY ts_rank(x.tsv, ranked) DESC, x.id LIMIT greatest(1000, 20 * k))
                 SELECT candidates.id, ts_rank_cd(candidates.tsv, ranked) FROM candidates
                 ORDER BY 2 DESC, 1 LIMIT k;

@@ -431,6 +431,53 @@ def test_keyword_search_ranks_the_chunks_holding_the_most_question_words_first(t
     alice.close()
 
 
+def test_the_keyword_function_tells_a_member_nothing_of_a_collection_he_may_not_read(team, tmp_path, folder):
+    """enclave_keyword_search reads with the owner's rights. Whatever bob passes (a collection
+    he has no grant on, one that does not exist, an injection for a name, k NULL, negative or
+    huge, no stages, too many, NULL ones, a query too large), the answer for the board is the
+    answer for a collection that does not exist: the arguments are judged before the grants."""
+    import psycopg
+
+    from rag.index.team import connect_catalog
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:board")
+    alice.index_all([folder], collection="team:handbook")
+    alice.close()
+    bob = connect_catalog(team.settings("bob").team.postgres_dsn)
+    call = "SELECT chunk_id, score FROM enclave_keyword_search(%s, %s::tsquery[], %s::tsquery, %s)"
+    word = "'walrus2'"
+    many = " | ".join(f"'w{i}'" for i in range(600))  # 1199 nodes
+
+    def answer(collection, stages, ranked, k):
+        try:
+            return ("rows", bob.execute(call, (collection, stages, ranked, k)).fetchall())
+        except psycopg.Error as exc:
+            return (type(exc).__name__, str(exc).splitlines()[0])
+
+    refused = ("InvalidParameterValue", "enclave_keyword_search takes k up to 1000, up to 16 stages and "
+               "queries of up to 1000 nodes")
+    found, empty = 1, 0
+    cases = [(([word], word, 5), found), (([word, None], word, 5), found), (([None, word], word, 5), found),
+             (([word], word, 0), empty), (([word], word, -1), empty), (([word], word, None), empty),
+             ((None, word, 5), empty), (([], word, 5), empty), (([None], word, 5), empty), (([word], None, 5), empty),
+             (([word], word, 1001), refused), (([word], word, 2**31 - 1), refused), (([word] * 17, word, 5), refused),
+             (([word], many, 5), refused), (([many], word, 5), refused)]
+    for args, expected in cases:
+        board = answer("board", *args)
+        assert board == answer("no-such-collection", *args), args
+        readable = answer("handbook", *args)
+        if expected == refused:  # the same refusal whether he may read the collection or not
+            assert board == readable == refused, (args, board, readable)
+        else:
+            assert board == ("rows", []), (args, board)
+            assert readable[0] == "rows" and len(readable[1]) == expected, (args, readable)
+    # A name is a value, never SQL.
+    for name in (None, "board' OR true --", "handbook' OR '1'='1", "handbook; SELECT 1", "%", "handbook "):
+        assert answer(name, [word], word, 5) == ("rows", []), name
+    bob.close()
+
+
 def test_a_vector_of_the_wrong_dimension_is_refused_by_the_server(team, tmp_path, folder):
     import numpy as np
 
