@@ -4,6 +4,7 @@ routing, fused search, row-level security by every path, refusals and clear erro
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -335,6 +336,11 @@ def test_bob_with_his_own_credentials_cannot_read_or_change_board_vectors_by_any
                       "DROP INDEX IF EXISTS enclave_chunks_tsv", "ALTER TABLE enclave_chunks DISABLE ROW LEVEL SECURITY"):
         with pytest.raises((psycopg.errors.InsufficientPrivilege, psycopg.errors.WrongObjectType)):
             bob.execute(statement)
+    # The keyword function reads with the owner's rights (so GIN serves it): the same grants filter it.
+    keyword = ("SELECT chunk_id FROM enclave_keyword_search(%s, ARRAY[websearch_to_tsquery('english', 'walrus2')], "
+               "websearch_to_tsquery('english', 'walrus2'), 5)")
+    assert bob.execute(keyword, ("board",)).fetchall() == []
+    assert len(bob.execute(keyword, ("handbook",)).fetchall()) == 1
     bob.close()
     assert board_state() == before and before[0] == 4
     assert admin.execute("SELECT count(*) FROM enclave_audit").fetchone()[0] == audit_rows
@@ -400,6 +406,76 @@ def test_a_member_search_walks_the_collection_own_hnsw_index(team, tmp_path, fol
     assert f"{store}_hnsw" in plan, plan
     assert bob.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
     bob.close(), alice.close()
+
+
+def test_keyword_search_ranks_the_chunks_holding_the_most_question_words_first(team, tmp_path):
+    docs = tmp_path / "kw"
+    docs.mkdir()
+    texts = {"all": "The amber falcon nests in the quarry.", "two_a": "An amber falcon flew by.",
+             "two_b": "A falcon over the quarry.", "one": "Amber is fossil resin.",
+             "none": "Nothing of the kind here."}
+    for name, text in texts.items():
+        (docs / f"{name}.txt").write_text(text + "\n")
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([docs], collection="team:handbook")
+
+    def found(k):
+        hits = alice.team.keyword_search("team:handbook", "amber falcon quarry?", k)
+        paths = {c.id: c.path for c in alice.team.chunks_by_id([h[0] for h in hits]).values()}
+        return [Path(paths[h[0]]).stem for h in hits]
+
+    assert found(1) == ["all"]  # three words in one chunk: the strict stage alone answers
+    top = found(3)
+    assert top[0] == "all" and sorted(top[1:]) == ["two_a", "two_b"]
+    assert sorted(found(10)) == ["all", "one", "two_a", "two_b"]  # too few: any word, never "none"
+    alice.close()
+
+
+def test_the_keyword_function_tells_a_member_nothing_of_a_collection_he_may_not_read(team, tmp_path, folder):
+    """enclave_keyword_search reads with the owner's rights. Whatever bob passes (a collection
+    he has no grant on, one that does not exist, an injection for a name, k NULL, negative or
+    huge, no stages, too many, NULL ones, a query too large), the answer for the board is the
+    answer for a collection that does not exist: the arguments are judged before the grants."""
+    import psycopg
+
+    from rag.index.team import connect_catalog
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:board")
+    alice.index_all([folder], collection="team:handbook")
+    alice.close()
+    bob = connect_catalog(team.settings("bob").team.postgres_dsn)
+    call = "SELECT chunk_id, score FROM enclave_keyword_search(%s, %s::tsquery[], %s::tsquery, %s)"
+    word = "'walrus2'"
+    many = " | ".join(f"'w{i}'" for i in range(600))  # 1199 nodes
+
+    def answer(collection, stages, ranked, k):
+        try:
+            return ("rows", bob.execute(call, (collection, stages, ranked, k)).fetchall())
+        except psycopg.Error as exc:
+            return (type(exc).__name__, str(exc).splitlines()[0])
+
+    refused = ("InvalidParameterValue", "enclave_keyword_search takes k up to 1000, up to 16 stages and "
+               "queries of up to 1000 nodes")
+    found, empty = 1, 0
+    cases = [(([word], word, 5), found), (([word, None], word, 5), found), (([None, word], word, 5), found),
+             (([word], word, 0), empty), (([word], word, -1), empty), (([word], word, None), empty),
+             ((None, word, 5), empty), (([], word, 5), empty), (([None], word, 5), empty), (([word], None, 5), empty),
+             (([word], word, 1001), refused), (([word], word, 2**31 - 1), refused), (([word] * 17, word, 5), refused),
+             (([word], many, 5), refused), (([many], word, 5), refused)]
+    for args, expected in cases:
+        board = answer("board", *args)
+        assert board == answer("no-such-collection", *args), args
+        readable = answer("handbook", *args)
+        if expected == refused:  # the same refusal whether he may read the collection or not
+            assert board == readable == refused, (args, board, readable)
+        else:
+            assert board == ("rows", []), (args, board)
+            assert readable[0] == "rows" and len(readable[1]) == expected, (args, readable)
+    # A name is a value, never SQL.
+    for name in (None, "board' OR true --", "handbook' OR '1'='1", "handbook; SELECT 1", "%", "handbook "):
+        assert answer(name, [word], word, 5) == ("rows", []), name
+    bob.close()
 
 
 def test_a_vector_of_the_wrong_dimension_is_refused_by_the_server(team, tmp_path, folder):

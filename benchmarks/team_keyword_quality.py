@@ -1,0 +1,564 @@
+"""Answer quality and latency of a member's team search, keyword query before and after
+enclave_keyword_search (migration 6), with real embeddings (issue 22).
+
+The collection: every paragraph of the SQuAD 2.0 dev articles in shared/eval (87 paragraphs,
+Normans and Computational complexity theory) as one chunk each, with its real vector from the
+bundled embedder, plus distractor chunks up to --sizes total. Distractors come only from other
+real documents (shared/corpus/office: War and Peace, an 872-page handbook, a 10-K filing,
+an article on Norwich City), so no gold paragraph's text is ever in a distractor (the eval
+file holds only the two articles whose questions are asked; none is left over to build
+distractors from). First come contiguous passages of those documents (about SQuAD's paragraph
+length, real vectors), then chunks of 3 to 6 sentences drawn from them at random, whose vector
+is the normalised mean of their sentences' real vectors plus noise (embedding 100k chunks is
+not affordable on two cores).
+
+Every answerable question (293) is asked as a member (own role, TLS, row-level security),
+the keyword variants alternating per question (order rotated). For each: the engine's fused
+path once the question is embedded (Retriever.candidates + Retriever.finish with K = 5, the
+engine's default top_k and the evidence's K; each method proposes 20), timed in parts: vector
+query, keyword query, chunk rows, cosine fill-in. Quality: the gold paragraph's rank in the
+keyword list (recall@1/5/20, MRR), in the vector list, and in the fused ranking (hit@1,
+hit@5 = what the engine hands on, MRR). Paired differences against "before" with a bootstrap
+95% interval.
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/team_keyword_quality.py --sizes 10000,100000
+
+Nothing here passes or fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+
+from team_index import SHARED, SQUAD, load, summary  # noqa: E402
+from team_keyword_fused import BEFORE  # noqa: E402
+
+K = 5  # the engine's default top_k, and evidence.EVIDENCE_K
+DISTRACTOR_FILES = ["book-war-and-peace-1225p.txt", "handbook-872p.docx", "example-10k.html", "norwich-city.txt"]
+CHUNKS_PER_DOC = 20
+POOL = 12000  # sentences embedded for the drawn distractors
+CACHE = Path(os.environ.get("ENCLAVE_BENCH_CACHE", Path(tempfile.gettempdir()) / "enclave-kwquality-cache"))
+
+# Keyword variants measured beside "before" (the client query, BEFORE) and "after"
+# (TeamIndex.keyword_search, migration 6). Each is created by the owner as a SECURITY DEFINER
+# function of the same signature as enclave_keyword_search and called the same way.
+_HEAD = """CREATE FUNCTION FUNCNAME(c TEXT, stages tsquery[], ranked tsquery, k INTEGER)
+    RETURNS TABLE(chunk_id TEXT, score REAL)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    DECLARE stage tsquery; chosen tsquery; found INTEGER;
+    BEGIN
+        IF k IS NULL OR k < 1 OR k > 1000 OR ranked IS NULL OR c IS NULL OR c NOT IN (SELECT enclave_readable()) THEN
+            RETURN;
+        END IF;
+"""
+_RANK = """
+        RETURN QUERY
+            WITH candidates AS MATERIALIZED (
+                SELECT x.id, x.tsv FROM enclave_chunks x JOIN enclave_documents d ON d.id = x.document_id
+                WHERE x.collection = c AND d.state = 'indexed' AND x.tsv @@ chosen
+                ORDER BY ts_rank(x.tsv, ranked) DESC, x.id LIMIT greatest(1000, 20 * k))
+            SELECT candidates.id, ts_rank_cd(candidates.tsv, ranked) FROM candidates ORDER BY 2 DESC, 1 LIMIT k;
+    END $$"""
+VARIANTS: dict[str, str] = {
+    # The query before migration 6, unchanged (every chunk holding any word ranked), but with
+    # the owner's rights so the GIN index serves it: quality equal to before by construction.
+    "definer_or": _HEAD + "        chosen := ranked;" + _RANK,
+    # The stages of migration 6, but the first that matches at least WIDE chunks (not k) is
+    # ranked: more candidates for ts_rank and ts_rank_cd to order.
+    **{f"wide{wide}": _HEAD + f"""
+        FOREACH stage IN ARRAY stages LOOP
+            CONTINUE WHEN stage IS NULL;
+            chosen := stage;
+            SELECT count(*) INTO found FROM (
+                SELECT 1 FROM enclave_chunks x JOIN enclave_documents d ON d.id = x.document_id
+                WHERE x.collection = c AND d.state = 'indexed' AND x.tsv @@ stage LIMIT {wide}) enough;
+            EXIT WHEN found >= {wide};
+        END LOOP;
+        IF chosen IS NULL THEN RETURN; END IF;""" + _RANK for wide in (100, 300, 1000)},
+}
+
+
+def _sentences(text: str) -> list[str]:
+    text = re.sub(r"\s+", " ", text)
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", text) if 30 <= len(s.strip()) <= 400]
+
+
+def squad():
+    data = json.loads(SQUAD.read_text())["data"]
+    paragraphs, questions = [], []
+    for article in data:
+        for p, para in enumerate(article["paragraphs"]):
+            cid = hashlib.sha1(f"gold:{article['title']}:{p}".encode()).hexdigest()
+            paragraphs.append((article["title"], cid, para["context"]))
+            for qa in para["qas"]:
+                if not qa.get("is_impossible"):
+                    questions.append((qa["question"].strip(), cid))
+    seen, unique = set(), []
+    for q, cid in questions:
+        if q not in seen:
+            seen.add(q)
+            unique.append((q, cid))
+    return paragraphs, unique
+
+
+def distractor_text(total: int, seed: int):
+    """Every contiguous passage (shuffled), the sentence pool, and the pool indexes of the drawn
+    chunks that bring the passages up to `total`."""
+    from rag.ingest.loaders import load as load_file
+
+    passages, pool = [], []
+    for name in DISTRACTOR_FILES:
+        doc = load_file(SHARED / "corpus" / "office" / name)
+        sents = _sentences(" ".join(p.text for p in doc.pages))
+        pool += sents
+        cur: list[str] = []
+        for s in sents:
+            cur.append(s)
+            if sum(len(x.split()) for x in cur) >= 110:
+                passages.append(" ".join(cur))
+                cur = []
+    rng = np.random.default_rng(seed)
+    rng.shuffle(passages)
+    pool = sorted(set(pool))
+    rng.shuffle(pool)
+    pool = pool[:POOL]
+    drawn = []
+    for _ in range(total - min(total, len(passages))):
+        drawn.append(list(rng.choice(len(pool), size=int(rng.integers(3, 7)), replace=False)))
+    return passages, pool, drawn
+
+
+def embed_cached(embedder, texts: list[str], tag: str) -> np.ndarray:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    key = hashlib.sha1(("\x00".join(texts) + embedder.name).encode()).hexdigest()[:16]
+    path = CACHE / f"{tag}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    t = time.perf_counter()
+    vecs = np.asarray(embedder.embed(texts), dtype=np.float32)
+    print(f"embedded {len(texts)} {tag} in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
+    np.save(path, vecs)
+    return vecs
+
+
+def fill(admin, name: str, gold, dtexts, dvecs, model: str) -> float:
+    """COPY the gold paragraphs and the distractors into a new collection; returns seconds."""
+    from rag.index import team as team_db
+
+    t = time.perf_counter()
+    docs = []  # (path, [(chunk id, text, vector)])
+    for title in dict.fromkeys(g[0] for g in gold):
+        # chunk ids are unique across collections: each collection's copy of a paragraph has its own
+        docs.append((f"/squad/{title}.txt", [(f"{name}-{cid}", text, vec) for tt, cid, text, vec in gold
+                                             if tt == title]))
+    for d in range(0, len(dtexts), CHUNKS_PER_DOC):
+        docs.append((f"/distract/doc{d // CHUNKS_PER_DOC:06d}.txt",
+                     [(hashlib.sha1(f"{name}:d:{i}".encode()).hexdigest(), dtexts[i], dvecs[i])
+                      for i in range(d, min(d + CHUNKS_PER_DOC, len(dtexts)))]))
+    admin.execute("ALTER TABLE enclave_chunks DISABLE TRIGGER enclave_chunks_check")
+    with admin.transaction():
+        with admin.cursor() as cur:
+            with cur.copy("COPY enclave_documents (collection, path, content_hash, size, mtime_ns, kind, pages, "
+                          "state, chunks) FROM STDIN") as cp:
+                for path, chunks in docs:
+                    cp.write_row((name, path, hashlib.sha256(path.encode()).hexdigest(), 1000, 0, "txt", 1,
+                                  "indexed", len(chunks)))
+        ids = dict(admin.execute("SELECT path, id FROM enclave_documents WHERE collection = %s", (name,)).fetchall())
+        with admin.cursor() as cur:
+            with cur.copy("COPY enclave_chunks (id, document_id, collection, idx, text, page_start, page_end, "
+                          "char_start, char_end, tokens, embedding) FROM STDIN") as cp:
+                for path, chunks in docs:
+                    for i, (cid, text, vec) in enumerate(chunks):
+                        cp.write_row((cid, ids[path], name, i, text, 1, 1, 0, len(text), int(len(text.split()) * 1.3),
+                                      team_db.vector_text(vec)))
+    admin.execute("ALTER TABLE enclave_chunks ENABLE TRIGGER enclave_chunks_check")
+    admin.execute("SET maintenance_work_mem = '1GB'")
+    # Recording the dimension builds the collection's HNSW index once, over every row.
+    admin.execute("UPDATE enclave_collections SET embed_model = %s, embed_dim = %s WHERE name = %s",
+                  (model, int(dvecs.shape[1]), name))
+    admin.execute("VACUUM ANALYZE enclave_chunks")
+    admin.execute("VACUUM ANALYZE enclave_documents")
+    return time.perf_counter() - t
+
+
+def before_search(team):
+    from rag.index.query import query_words
+
+    def keyword_search(collection, query, k):
+        words = query_words(query)
+        if not words:
+            return []
+        rows = team._read(BEFORE, (" or ".join(words), collection.removeprefix("team:"), max(1000, 20 * k), k))
+        return [(r[0], float(r[1])) for r in rows]
+    return keyword_search
+
+
+def variant_search(team, function: str):
+    from rag.index.query import query_words
+    from rag.index.team import keyword_stages
+
+    def keyword_search(collection, query, k):
+        words = query_words(query)
+        if not words:
+            return []
+        rows = team._read(
+            f"SELECT chunk_id, score FROM {function}(%s, "
+            "ARRAY(SELECT websearch_to_tsquery('english', s) FROM unnest(%s::text[]) WITH ORDINALITY u(s, n) "
+            "ORDER BY n), websearch_to_tsquery('english', %s), %s)",
+            (collection.removeprefix("team:"), keyword_stages(words), " or ".join(words), k)).fetchall()
+        return [(r[0], float(r[1])) for r in rows]
+    return keyword_search
+
+
+def create_variants(admin, role: str, names) -> None:
+    for name in names:
+        if name in VARIANTS:
+            admin.execute(f"DROP FUNCTION IF EXISTS bench_kw_{name}(TEXT, tsquery[], tsquery, INTEGER)")
+            admin.execute(VARIANTS[name].replace("FUNCNAME", f"bench_kw_{name}"))
+            admin.execute(f"GRANT EXECUTE ON FUNCTION bench_kw_{name}(TEXT, tsquery[], tsquery, INTEGER) TO {role}")
+
+
+def rank_of(gold: str, ids) -> int | None:
+    for r, i in enumerate(ids, start=1):
+        if i == gold:
+            return r
+    return None
+
+
+def quality(ranks, cutoffs) -> dict:
+    n = len(ranks)
+    out = {f"at_{c}": round(sum(1 for r in ranks if r is not None and r <= c) / n, 4) for c in cutoffs}
+    out["mrr"] = round(sum(1 / r for r in ranks if r is not None) / n, 4)
+    return out
+
+
+def paired(base, other, cutoff, seed=1) -> dict:
+    """other - base in points of hit@cutoff, bootstrap 95% interval, and the discordant pairs."""
+    a = np.array([r is not None and r <= cutoff for r in base], dtype=float)
+    b = np.array([r is not None and r <= cutoff for r in other], dtype=float)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(4000, len(a)))
+    diffs = (b[idx] - a[idx]).mean(axis=1) * 100
+    return {"diff_points": round(float((b - a).mean() * 100), 2),
+            "ci95_points": [round(float(np.percentile(diffs, 2.5)), 2), round(float(np.percentile(diffs, 97.5)), 2)],
+            "only_base_hit": int(((a == 1) & (b == 0)).sum()), "only_other_hit": int(((a == 0) & (b == 1)).sum())}
+
+
+def measure(team, name: str, questions, qvecs, ways: dict, warmup: int) -> dict:
+    from rag.answer.retrieval import CANDIDATES, Retriever, _rrf
+
+    collection = "team:" + name
+    times = {w: {p: [] for p in ("vector", "keyword", "rows", "fill", "fused")} for w in ways}
+    ranks = {w: {"keyword": [], "vector": [], "fused": []} for w in ways}
+    original = {m: getattr(team, m) for m in ("vector_search", "keyword_search", "chunks_by_id", "vectors")}
+    clock: dict[str, float] = {}
+
+    def timed(method, part):
+        def call(*a, **kw):
+            t = time.perf_counter()
+            try:
+                return method(*a, **kw)
+            finally:
+                clock[part] = clock.get(part, 0.0) + (time.perf_counter() - t) * 1000
+        return call
+
+    names = list(ways)
+    items = [(questions[i % len(questions)], qvecs[i % len(questions)], i < warmup)
+             for i in range(warmup)] + [(q, v, False) for q, v in zip(questions, qvecs)]
+    for n, ((q, gold), v, warm) in enumerate(items):
+        gold = f"{name}-{gold}"
+        order = names[n % len(names):] + names[:n % len(names)]
+        for way in order:
+            team.keyword_search = ways[way]
+            team.vector_search = original["vector_search"]
+            for method, part in (("vector_search", "vector"), ("keyword_search", "keyword"),
+                                 ("chunks_by_id", "rows"), ("vectors", "fill")):
+                setattr(team, method, timed(getattr(team, method), part))
+            clock.clear()
+            try:
+                retriever = Retriever(team, None)
+                t = time.perf_counter()
+                vh, kh = retriever.candidates(q, collection, K, v)
+                hits = retriever.finish(collection, v, vh, kh, K)
+                fused_ms = (time.perf_counter() - t) * 1000
+            finally:
+                for m, f in original.items():
+                    setattr(team, m, f)
+            if warm:
+                continue
+            scores = _rrf((vh, kh))
+            fused = sorted(scores, key=lambda c: (-scores[c], c))
+            assert [h.chunk_id for h in hits] == fused[:K]
+            ranks[way]["keyword"].append(rank_of(gold, [i for i, _ in kh]))
+            ranks[way]["vector"].append(rank_of(gold, [i for i, _ in vh]))
+            ranks[way]["fused"].append(rank_of(gold, fused))
+            times[way]["fused"].append(fused_ms)
+            for part in ("vector", "keyword", "rows", "fill"):
+                times[way][part].append(clock.get(part, 0.0))
+    out: dict = {"questions": len(questions), "candidates_per_method": CANDIDATES * K, "K": K}
+    for w in ways:
+        out[w] = {"keyword_recall": quality(ranks[w]["keyword"], (1, 5, 20)),
+                  "vector_recall": quality(ranks[w]["vector"], (1, 5, 20)),
+                  "fused_hit": quality(ranks[w]["fused"], (1, K)),
+                  "latency": {p: summary(ms) for p, ms in times[w].items()}}
+        if w != "before":
+            out[w]["vs_before"] = {"fused_hit_at_5": paired(ranks["before"]["fused"], ranks[w]["fused"], K),
+                                   "fused_hit_at_1": paired(ranks["before"]["fused"], ranks[w]["fused"], 1),
+                                   "keyword_recall_at_20": paired(ranks["before"]["keyword"], ranks[w]["keyword"], 20),
+                                   "keyword_recall_at_5": paired(ranks["before"]["keyword"], ranks[w]["keyword"], 5),
+                                   "fused_p50_ratio": round(out[w]["latency"]["fused"]["p50_ms"]
+                                                            / out["before"]["latency"]["fused"]["p50_ms"], 3)}
+    return out
+
+
+def profile(team, connect, name: str, questions, qvecs, warmup: int) -> dict:
+    """Where the fused search's time goes at this size, statement by statement (the engine's
+    path with the "after" keyword query), and three cheaper shapes of the same search, all
+    interleaved per question: one statement (vector, keyword, chunk rows and the cosines in
+    one round trip), the two queries concurrently on two connections, and the engine's path
+    with the collection's dimension known (no lookup round trip)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from psycopg import sql
+
+    from rag.answer.retrieval import CANDIDATES, Retriever, _rrf
+    from rag.index.query import query_words
+    from rag.index.team import keyword_stages, vector_text
+
+    collection, n = "team:" + name, CANDIDATES * K
+    dim = int(team.collection(collection)["embed_dim"])
+    vec_sql = sql.SQL("SELECT id, (embedding::vector({dim})) <=> %s::vector({dim}) AS d FROM enclave_chunks "
+                      "WHERE collection = {name} AND embedding IS NOT NULL "
+                      "ORDER BY (embedding::vector({dim})) <=> %s::vector({dim}) LIMIT {k}").format(
+        dim=sql.Literal(dim), name=sql.Literal(name), k=sql.Literal(n))
+    kw_sql = ("SELECT chunk_id, score FROM enclave_keyword_search(%s, ARRAY(SELECT websearch_to_tsquery('english', s) "
+              "FROM unnest(%s::text[]) WITH ORDINALITY u(s, n) ORDER BY n), websearch_to_tsquery('english', %s), %s)")
+    one_sql = sql.SQL("""WITH q AS (SELECT %(v)s::vector({dim}) AS v),
+        vh AS (SELECT id, (embedding::vector({dim})) <=> (SELECT v FROM q) AS d FROM enclave_chunks
+               WHERE collection = {name} AND embedding IS NOT NULL
+               ORDER BY (embedding::vector({dim})) <=> (SELECT v FROM q) LIMIT {k}),
+        kh AS (SELECT chunk_id AS id, score FROM enclave_keyword_search({name}, ARRAY(SELECT websearch_to_tsquery(
+               'english', s) FROM unnest(%(stages)s::text[]) WITH ORDINALITY u(s, n) ORDER BY n),
+               websearch_to_tsquery('english', %(ranked)s), {k})),
+        ids AS (SELECT id FROM vh UNION SELECT id FROM kh)
+        SELECT c.id, vh.d, kh.score, d.path, d.collection, c.text, c.page_start, c.page_end, c.char_start,
+               c.char_end, c.unit, 1 - ((c.embedding::vector({dim})) <=> (SELECT v FROM q))
+        FROM ids JOIN enclave_chunks c ON c.id = ids.id JOIN enclave_documents d ON d.id = c.document_id
+        LEFT JOIN vh ON vh.id = c.id LEFT JOIN kh ON kh.id = c.id""").format(
+        dim=sql.Literal(dim), name=sql.Literal(name), k=sql.Literal(n))
+    second = connect()
+    pool = ThreadPoolExecutor(1)
+    db = team.db
+    parts = {p: [] for p in ("select_1", "collection_lookup", "vector", "keyword", "rows", "fill",
+                             "engine", "engine_known_dim", "one_statement", "two_connections")}
+    same = []
+
+    def ms(f):
+        t = time.perf_counter()
+        out = f()
+        return (time.perf_counter() - t) * 1000, out
+
+    def engine(q, v):
+        r = Retriever(team, None)
+        vh, kh = r.candidates(q, collection, K, v)
+        return [h.chunk_id for h in r.finish(collection, v, vh, kh, K)]
+
+    def known_dim(q, v):
+        lookup = team.collection
+        team.collection = lambda c: {"embed_dim": dim}
+        try:
+            return engine(q, v)
+        finally:
+            team.collection = lookup
+
+    def one(q, v):
+        words = query_words(q)
+        rows = db.execute(one_sql, {"v": vector_text(v), "stages": keyword_stages(words),
+                                    "ranked": " or ".join(words)}).fetchall()
+        vh = sorted(((r[0], 1 - r[1]) for r in rows if r[1] is not None), key=lambda h: -h[1])
+        kh = sorted(((r[0], r[2]) for r in rows if r[2] is not None), key=lambda h: (-h[1], h[0]))
+        scores = _rrf((vh, kh))
+        return sorted(scores, key=lambda c: (-scores[c], c))[:K]
+
+    def two(q, v):
+        words = query_words(q)
+        text = vector_text(v)
+        future = pool.submit(lambda: second.execute(kw_sql, (name, keyword_stages(words), " or ".join(words), n))
+                             .fetchall())
+        vh = [(r[0], 1 - r[1]) for r in db.execute(vec_sql, (text, text)).fetchall()]
+        kh = [(r[0], float(r[1])) for r in future.result()]
+        r = Retriever(team, None)
+        return [h.chunk_id for h in r.finish(collection, v, sorted(vh, key=lambda h: -h[1]), kh, K)]
+
+    ways = {"engine": engine, "engine_known_dim": known_dim, "one_statement": one, "two_connections": two}
+    items = [(questions[i][0], qvecs[i], True) for i in range(warmup)] + [
+        (q, v, False) for (q, _), v in zip(questions, qvecs)]
+    for i, (q, v, warm) in enumerate(items):
+        words = query_words(q)
+        text = vector_text(v)
+        got = {}
+        timings = {
+            "select_1": ms(lambda: db.execute("SELECT 1").fetchall())[0],
+            "collection_lookup": ms(lambda: team.collection(collection))[0],
+            "vector": ms(lambda: db.execute(vec_sql, (text, text)).fetchall()),
+            "keyword": ms(lambda: db.execute(kw_sql, (name, keyword_stages(words), " or ".join(words), n)).fetchall()),
+        }
+        ids = list(dict.fromkeys([r[0] for r in timings["vector"][1]] + [r[0] for r in timings["keyword"][1]]))
+        timings["vector"], timings["keyword"] = timings["vector"][0], timings["keyword"][0]
+        timings["rows"] = ms(lambda: team.chunks_by_id(ids))[0]
+        timings["fill"] = ms(lambda: team.vectors(collection, ids[:5]))[0]  # five chunks' vectors, as a fill-in
+        names = list(ways)
+        for w in names[i % len(names):] + names[:i % len(names)]:
+            timings[w], got[w] = ms(lambda: ways[w](q, v))
+        if warm:
+            continue
+        for p, t in timings.items():
+            parts[p].append(t)
+        same.append(all(got[w] == got["engine"] for w in ways))
+    pool.shutdown()
+    second.close()
+    out = {p: summary(t) for p, t in parts.items()}
+    out["same_top5_as_engine"] = round(sum(same) / len(same), 3)
+    plans = {}
+    q, v = questions[0][0], qvecs[0]
+    words, text = query_words(q), vector_text(v)
+    for label, stmt, params in (("vector", vec_sql, (text, text)),
+                                ("keyword", kw_sql, (name, keyword_stages(words), " or ".join(words), n))):
+        plan = db.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + (stmt if isinstance(stmt, sql.Composed)
+                          else sql.SQL(stmt)), params).fetchone()[0][0]
+        plans[label] = {"planning_ms": plan["Planning Time"], "execution_ms": plan["Execution Time"]}
+    out["explain_first_question"] = plans
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--ways", default="before,after", help="before, after and names in VARIANTS")
+    parser.add_argument("--questions", type=int, default=0, help="ask only the first N (0: all)")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=20261203)
+    parser.add_argument("--profile", action="store_true", help="also profile the fused search at the largest size")
+    parser.add_argument("--keep", default="", help="a folder: leave servers and database running, and write there "
+                        "how to reuse them (servers.json; `python -m tests.servers stop FOLDER` stops them)")
+    parser.add_argument("--reuse", default="", help="a --keep folder: reuse its servers, database and collections")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "team_keyword_quality.json"))
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    way_names = args.ways.split(",")
+
+    from rag.config import TeamSettings, default_embedding_model
+    from rag.embedding import SentenceEmbedder
+    from rag.index import team as team_db
+    from team_index import setup_team
+    from tests.servers import start_team_servers
+
+    started = time.time()
+    result: dict = {"cpu_count": os.cpu_count(), "load_avg_start": load(),
+                    "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)), "sizes": []}
+    embedder = SentenceEmbedder(default_embedding_model())
+    embedder.warm_up()
+    paragraphs, questions = squad()
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(questions))
+    questions = [questions[i] for i in order]
+    if args.questions:
+        questions = questions[:args.questions]
+    gvecs = embed_cached(embedder, [p[2] for p in paragraphs], "gold")
+    gold = [(t, cid, text, v) for (t, cid, text), v in zip(paragraphs, gvecs)]
+    qvecs, qms = [], []
+    for q, _ in questions:  # one at a time, as a search embeds its question
+        t = time.perf_counter()
+        qvecs.append(np.asarray(embedder.embed([q])[0], dtype=np.float32))
+        qms.append((time.perf_counter() - t) * 1000)
+    passages, pool, drawn = distractor_text(max(sizes) - len(gold), args.seed)
+    pvecs = embed_cached(embedder, passages, "passages")  # all of them: one cache for every size
+    passages, pvecs = passages[:max(sizes) - len(gold)], pvecs[:max(sizes) - len(gold)]
+    svecs = embed_cached(embedder, pool, "pool")
+    noise = rng.normal(0, 0.2 / np.sqrt(svecs.shape[1]), size=(len(drawn), svecs.shape[1])).astype(np.float32)
+    dvecs = np.concatenate([pvecs, np.stack([svecs[p].mean(axis=0) for p in drawn]) + noise]) if drawn else pvecs
+    dvecs /= np.linalg.norm(dvecs, axis=1, keepdims=True)
+    dtexts = passages + [" ".join(pool[i] for i in p) for p in drawn]
+    result["data"] = {
+        "gold": f"{len(gold)} SQuAD 2.0 dev paragraphs ({SQUAD.name}), one chunk each, real vectors",
+        "questions": f"{len(questions)} answerable questions (distinct texts), each with its paragraph as gold",
+        "distractors": f"{len(passages)} contiguous ~110-word passages of {', '.join(DISTRACTOR_FILES)} "
+                       f"(shared/corpus/office), real vectors; the rest 3-6 sentences drawn from {len(pool)} of "
+                       "their sentences, vector = normalised mean of the sentences' real vectors + noise 0.2",
+        "embedder": embedder.name, "query_embed_ms": summary(qms),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="enclave-kwquality-"))
+    kept = json.loads((Path(args.reuse) / "servers.json").read_text()) if args.reuse else None
+    if kept:
+        from tests.servers import TeamServers
+
+        servers = TeamServers(Path(kept["ENCLAVE_TEST_SERVERS_DIR"]), int(kept["ENCLAVE_TEST_PG_PORT"]),
+                              int(kept["ENCLAVE_TEST_TLS_PORT"]), int(kept["ENCLAVE_TEST_CERT_PORT"]),
+                              Path(kept["ENCLAVE_TEST_CA_FILE"]))
+    else:
+        servers = start_team_servers((Path(args.keep) if args.keep else tmp) / "servers", replica=False)
+    try:
+        dbname, role, password = (kept["dbname"], kept["role"], kept["password"]) if kept else setup_team(servers)
+        if args.keep:
+            (Path(args.keep) / "servers.json").write_text(json.dumps({
+                "pids": [p.pid for p in servers.processes], **servers.env(), "dbname": dbname, "role": role,
+                "password": password}))
+        admin = team_db.connect_catalog(servers.dsn(dbname=dbname))
+        create_variants(admin, role, way_names)
+        result["setup"] = ("PostgreSQL 18 + pgvector behind HAProxy TLS (tests/servers.py), the member's own role "
+                           "under row-level security; ways alternate per question, order rotated")
+        result["ways"] = way_names
+        for size in sizes:
+            name = f"qual{size}"
+            if admin.execute("SELECT count(*) FROM enclave_chunks WHERE collection = %s", (name,)).fetchone()[0] == size:
+                load_s = 0.0  # reused
+            else:
+                team_db.create_collection(admin, name)
+                team_db.grant(admin, name, role)
+                load_s = fill(admin, name, gold, dtexts[:size - len(gold)], dvecs[:size - len(gold)], embedder.name)
+            member = TeamSettings(postgres_dsn=servers.dsn(role, password, dbname), ca_file=str(servers.ca_file))
+            team = team_db.open_team_index(member)
+            ways = {}
+            for w in (w for w in way_names if w != "none"):
+                ways[w] = (before_search(team) if w == "before" else team.keyword_search if w == "after"
+                           else variant_search(team, f"bench_kw_{w}"))
+            entry = {"chunks": size, "load_s": round(load_s, 1), "load_avg_before": load()}
+            if way_names != ["none"]:
+                entry.update(measure(team, name, questions, qvecs, ways, args.warmup))
+            entry["load_avg_after"] = load()
+            if args.profile and size == sizes[-1]:
+                entry["profile"] = profile(team, lambda: team_db.connect_catalog(member.postgres_dsn, member.ca_file),
+                                           name, questions, qvecs, args.warmup)
+                entry["profile"]["load_avg_after"] = load()
+            team.close()
+            result["sizes"].append(entry)
+            Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+            print(json.dumps(entry), file=sys.stderr, flush=True)
+        admin.close()
+    finally:
+        if not (args.keep or kept):
+            servers.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["load_avg_end"] = load()
+    result["total_s"] = round(time.time() - started, 1)
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
