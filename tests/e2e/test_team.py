@@ -337,8 +337,8 @@ def test_an_administrator_sets_up_a_team_with_enclave_cli(team_servers, tmp_path
         root_db = connect_catalog(team_servers.dsn(dbname=dbname))
         root_db.execute("CREATE EXTENSION vector")
         root_db.close()
-        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 6, "vectors_rebuilt": {}}
-        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 6, "vectors_rebuilt": {}}
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 7, "vectors_rebuilt": {}}
+        assert as_json(cli(admin, "team-admin", "migrate", "--json")) == {"schema": 7, "vectors_rebuilt": {}}
         # enclave_member is cluster-wide and other tests' databases created it, so this owner
         # does not administer it (PostgreSQL 16+): told what to run, then given it.
         refused = cli(admin, "team-admin", "grant", "wiki", member, check=False)
