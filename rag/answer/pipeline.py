@@ -31,7 +31,7 @@ from . import verdict
 from .citations import best_support, cited_numbers
 from .followups import history_for
 from ..llm import ChatModel
-from ..llm.pace import pace_of
+from ..llm import pace
 from .prompting import CANNOT_ANSWER, build_prompt
 from ..types import Hit
 
@@ -223,10 +223,7 @@ class Answerer:
             tokens_per_s=round((tokens - 1) / (end - first), 1) if first and tokens > 1 and end > first else None,
         )
         timings["prompt_tokens"] = prompt.prompt_tokens
-        if first is not None:  # what later estimates of model work start from (rag/llm/pace.py)
-            stats = model.last_stats
-            pace_of(model).note(stats.prompt_tokens - stats.reused_tokens, first - gen_start,
-                                tokens - 1, end - first)
+        pace.record(model, gen_start, first, end)  # what later estimates of model work start from
         timings["prompt_ms"] = round((gen_start - started) * 1000, 1)  # until the model got the prompt
         timings["generate_ms"] = round((end - gen_start) * 1000, 1)
         refused = model_refused(text)

@@ -19,7 +19,7 @@ from ..answer.citations import best_support, cited_numbers, content_stems
 from ..answer.prompting import format_source
 from ..index.catalog import ChunkRow
 from ..llm import ChatModel
-from ..llm.pace import Pace, pace_of
+from ..llm.pace import Pace, pace_of, record as record_pace
 from ..types import Hit
 
 CHARS_PER_TOKEN = 3.0  # a cautious guess to plan groups; each prompt is then counted exactly
@@ -199,10 +199,7 @@ def _generate(system: str, blocks: list[str], model: ChatModel, max_tokens: int,
                 yield piece
     finally:
         it.close()
-    stats = model.last_stats
-    if first is not None:
-        pace_of(model).note(stats.prompt_tokens - stats.reused_tokens, first - started, stats.generated_tokens - 1,
-                            time.perf_counter() - first)
+    record_pace(model, started, first, time.perf_counter())
     return "".join(pieces)
 
 

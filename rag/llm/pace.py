@@ -16,23 +16,34 @@ PROMPT_TOKENS_PER_S, TOKENS_PER_S = 250.0, 20.0
 _WEIGHT = 0.5  # of the newest measurement: the machine's load changes
 
 
+def _mix(old: float | None, new: float) -> float:
+    return new if old is None else (1 - _WEIGHT) * old + _WEIGHT * new
+
+
 @dataclass
 class Pace:
-    prompt_per_s: float = PROMPT_TOKENS_PER_S
-    decode_per_s: float = TOKENS_PER_S
-    measured: bool = False
+    prompt_measured: float | None = None  # tokens/s, None until a call was long enough to time
+    decode_measured: float | None = None
+
+    @property
+    def measured(self) -> bool:
+        return self.prompt_measured is not None or self.decode_measured is not None
+
+    @property
+    def prompt_per_s(self) -> float:
+        return self.prompt_measured or PROMPT_TOKENS_PER_S
+
+    @property
+    def decode_per_s(self) -> float:
+        return self.decode_measured or TOKENS_PER_S
 
     def note(self, prompt_tokens: int, prompt_s: float, tokens: int, decode_s: float) -> None:
         """One call's figures: prompt tokens read before the first token came, and tokens
         written after it. Calls too short to time say nothing."""
         if prompt_tokens >= 64 and prompt_s > 0.01:
-            self.prompt_per_s = self._mix(self.prompt_per_s, prompt_tokens / prompt_s)
+            self.prompt_measured = _mix(self.prompt_measured, prompt_tokens / prompt_s)
         if tokens >= 8 and decode_s > 0.01:
-            self.decode_per_s = self._mix(self.decode_per_s, tokens / decode_s)
-
-    def _mix(self, old: float, new: float) -> float:
-        first, self.measured = not self.measured, True
-        return new if first else (1 - _WEIGHT) * old + _WEIGHT * new
+            self.decode_measured = _mix(self.decode_measured, tokens / decode_s)
 
     def seconds(self, prompt_tokens: float, tokens: float) -> float:
         return prompt_tokens / self.prompt_per_s + tokens / self.decode_per_s
@@ -46,3 +57,13 @@ def pace_of(model) -> Pace:
         return _paces.setdefault(model, Pace())
     except TypeError:  # an object that takes no weak reference: nothing remembered
         return Pace()
+
+
+def record(model, started: float, first: float | None, end: float) -> None:
+    """Note a finished `model.stream()` call, from its last_stats and three clock readings
+    (perf_counter: the call, its first piece, its end); a call that wrote nothing says nothing."""
+    if first is None:
+        return
+    stats = model.last_stats
+    pace_of(model).note(stats.prompt_tokens - stats.reused_tokens, first - started,
+                        stats.generated_tokens - 1, end - first)
