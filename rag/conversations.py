@@ -109,13 +109,17 @@ class ConversationStore:
         return self.add_message(conversation_id, "assistant", f"*{reason}*",
                                 {"question": question, "failed": True, "reason": reason})
 
-    def close_unanswered(self) -> int:
-        """Give every conversation that ends in a question a failed turn (INTERRUPTED). Run
-        by the engine when it opens the history, when no answer of its own is under way;
-        returns how many."""
-        rows = self.db.execute(
+    def unanswered(self) -> list[tuple[int, str]]:
+        """(conversation id, question) of every conversation that ends in a question."""
+        return self.db.execute(
             "SELECT m.conversation_id, m.text FROM messages m WHERE m.role = 'user' AND m.id = "
             "(SELECT max(id) FROM messages WHERE conversation_id = m.conversation_id)").fetchall()
+
+    def close_unanswered(self) -> int:
+        """Give every conversation that ends in a question a failed turn (INTERRUPTED).
+        Only for the data folder's writer, when no answer of its own is under way; returns
+        how many."""
+        rows = self.unanswered()
         for conversation_id, question in rows:
             self.add_failure(conversation_id, question, INTERRUPTED)
         return len(rows)
@@ -134,7 +138,7 @@ class ConversationStore:
             if m.role == "user":
                 question = m.text
             elif question is not None:
-                if not (m.answer or {}).get("refused") and not (m.answer or {}).get("failed"):
+                if not ((m.answer or {}).get("refused") or (m.answer or {}).get("failed")):
                     pairs.append((question, m.text))
                 question = None
         return pairs[-turns:]

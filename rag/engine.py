@@ -21,7 +21,7 @@ from .answer.retrieval import Retriever, fuse_ranked
 from .config import Settings, resolve_data_dir
 from .conversations import ConversationStore
 from .embedding import Embedder, SentenceEmbedder
-from .errors import EnclaveError
+from .errors import EnclaveError, IndexLocked
 from .index import TEAM_PREFIX, Index, LocalIndex
 from .index.catalog import Catalog, DocumentRow
 from .index.store import VectorStore
@@ -414,9 +414,16 @@ class Engine:
     def conversations(self) -> ConversationStore:
         if self._conversations is None:
             self._conversations = ConversationStore(self.data_dir)
-            # This engine is the history's one writer and has asked nothing yet: a question
-            # still waiting for its answer was cut off with an engine before it.
-            self._conversations.close_unanswered()
+            # A question still waiting for its answer when the history opens was cut off with
+            # the engine before this one. Closing it is a write, and only the folder's writer
+            # may: where another process holds the lock, its own answer may be under way.
+            if self._conversations.unanswered():
+                try:
+                    self.lock.acquire()
+                except IndexLocked:
+                    pass
+                else:
+                    self._conversations.close_unanswered()
         return self._conversations
 
     def document_text(self, path: str | os.PathLike) -> str:

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 from rag.conversations import ConversationStore
 
 
@@ -73,3 +76,28 @@ def test_an_engine_opening_the_history_closes_the_question_its_predecessor_left_
         assert [(m.role, m.text) for m in turns] == [("user", "What is the budget?"), ("assistant", f"*{INTERRUPTED}*")]
     finally:
         engine.close()
+
+
+def test_a_question_is_left_open_while_another_process_is_the_writer(tmp_path):
+    """That process's answer may be under way: only the folder's writer closes a question."""
+    from rag.engine import Engine
+    from tests.fakes import HashEmbedder
+
+    store = ConversationStore(tmp_path)
+    cid = store.create("Open", "default")
+    store.add_message(cid, "user", "What is the budget?")
+    store.close()
+    writer = subprocess.Popen([sys.executable, "-c", "import sys, time; from rag.lock import WriterLock; "
+                               "WriterLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)",
+                               str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "held"
+        engine = Engine(tmp_path, embedder=HashEmbedder())
+        try:
+            assert [m.role for m in engine.conversations.messages(cid)] == ["user"]
+            assert not engine.lock.held
+        finally:
+            engine.close()
+    finally:
+        writer.kill()
+        writer.wait()
