@@ -229,15 +229,19 @@ class TeamServers:
                 except subprocess.TimeoutExpired:
                     process.kill()
         for name in ("replica", "pgdata"):
-            pgdata = self.folder / name
-            if (pgdata / "postmaster.pid").exists():
-                subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-m", "immediate",
-                                                  "stop"]), capture_output=True, timeout=60)
+            _pg_ctl_stop(self.folder / name)
 
 
-def _pg_ctl_start(folder: Path, pgdata: Path, log: str) -> None:
-    subprocess.run(_as_postgres_user([str(PG_BIN / "pg_ctl"), "-D", str(pgdata), "-l", str(folder / log),
+def _pg_ctl_start(folder: Path, pgdata: Path, log: str, bin_dir: Path = PG_BIN) -> None:
+    subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-l", str(folder / log),
                                       "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)
+
+
+def _pg_ctl_stop(pgdata: Path, bin_dir: Path = PG_BIN) -> None:
+    """Stop the server on `pgdata` at once, if it runs (a test server: nothing to flush)."""
+    if (pgdata / "postmaster.pid").exists():
+        subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"]),
+                       capture_output=True, timeout=60)
 
 
 def _initdb(bin_dir: Path, folder: Path, pgdata: Path, port: int, settings: str) -> None:
@@ -290,16 +294,14 @@ def start_native_tls_postgres(folder: Path, port: int, certs: dict[str, Path], h
                                            f"ssl_key_file = '{tls / certs['key'].name}'\n"
                                            f"ssl_ca_file = '{tls / certs['ca'].name}'\n")
     (pgdata / "pg_hba.conf").write_text("local all all scram-sha-256\n" + hba)
-    subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-l", str(folder / "native.log"),
-                                      "-w", "-t", "120", "start"]), check=True, capture_output=True, timeout=180)
+    _pg_ctl_start(folder, pgdata, "native.log", bin_dir)
     return pgdata
 
 
 def stop_native_postgres(pgdata: Path) -> None:
     bin_dir = distribution_pg_bin()
-    if bin_dir and (pgdata / "postmaster.pid").exists():
-        subprocess.run(_as_postgres_user([str(bin_dir / "pg_ctl"), "-D", str(pgdata), "-m", "immediate", "stop"]),
-                       capture_output=True, timeout=60)
+    if bin_dir:
+        _pg_ctl_stop(pgdata, bin_dir)
 
 
 def start_replica(folder: Path, primary_port: int, port: int) -> None:
