@@ -47,7 +47,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 
 from team_index import SHARED, SQUAD, load, summary  # noqa: E402
-from team_keyword_fused import BEFORE  # noqa: E402
+from team_keyword_fused import before_search  # noqa: E402
 
 from rag.index.team import MIGRATIONS  # noqa: E402
 
@@ -288,18 +288,6 @@ def fill(admin, name: str, gold, dtexts, dvecs, model: str) -> float:
     admin.execute("VACUUM ANALYZE enclave_chunks")
     admin.execute("VACUUM ANALYZE enclave_documents")
     return time.perf_counter() - t
-
-
-def before_search(team):
-    from rag.index.query import query_words
-
-    def keyword_search(collection, query, k):
-        words = query_words(query)
-        if not words:
-            return []
-        rows = team._read(BEFORE, (" or ".join(words), collection.removeprefix("team:"), max(1000, 20 * k), k))
-        return [(r[0], float(r[1])) for r in rows]
-    return keyword_search
 
 
 def variant_search(team, function: str):
