@@ -87,12 +87,23 @@ def _name(widget: QWidget) -> str:
     return f"{widget.metaObject().className()}({widget.objectName() or text!r})"
 
 
+def settle(qtbot, top: QWidget) -> None:
+    """Let the layouts catch up before measuring. A label whose text a queued signal changes
+    (the engine's counts, the model's name) inside the last processEvents() has its relayout
+    posted for the next turn, and would be measured at its old size: lay out what is pending."""
+    qtbot.wait(60)
+    for _ in range(3):
+        QApplication.processEvents()
+        for widget in [top, *top.findChildren(QWidget)]:
+            if widget.layout() is not None:
+                widget.layout().activate()
+
+
 def check(qtbot, top: QWidget, state: str, warnings: list[str]) -> list[str]:
     problems = []
     for width, height in SIZES:
         top.resize(width, height)
-        qtbot.wait(60)  # layouts settle on the next turns of the event loop
-        QApplication.processEvents()
+        settle(qtbot, top)
         if top.size().toTuple() != (width, height):  # a minimum size larger than the screen
             problems.append(f"{state}: the window cannot be {width}x{height}, it stays {top.width()}x{top.height()}"
                             + "".join(f"; {_name(w)} needs {w.minimumSizeHint().width()} px"
@@ -187,7 +198,7 @@ def test_every_state_fits_at_both_sizes(qtbot, window, tmp_path, qt_warnings):
     qtbot.waitExposed(dialog)
     for width, height in SIZES:  # the dialog at its own size, over each window size
         window.resize(width, height)
-        qtbot.wait(60)
+        settle(qtbot, dialog)
         problems += [f"settings dialog over {width}x{height}: {p}" for p in clipped(dialog) + overlapping(dialog)]
     dialog.close()
     problems += [f"settings dialog: Qt warning: {w}" for w in qt_warnings]
