@@ -30,14 +30,9 @@ class Retriever:
         self.index = index
         self.embedder = embedder
 
-    def keyword(self, query: str, collection: str, k: int) -> list[tuple[str, float]]:
-        return self.index.keyword_search(collection, query, k)
-
     def candidates(self, query: str, collection: str, k: int, query_vector: np.ndarray):
         """(vector hits, keyword hits), CANDIDATES * k of each, best first."""
-        vector_hits = self.index.vector_search(collection, query_vector, CANDIDATES * k)
-        keyword_hits = self.keyword(query, collection, CANDIDATES * k)
-        return vector_hits, keyword_hits
+        return self.index.candidates(collection, query, query_vector, CANDIDATES * k)
 
     def finish(self, collection, query_vector, vector_hits, keyword_hits, k: int) -> list[Hit]:
         hits = fuse(self.index, vector_hits, keyword_hits, k)

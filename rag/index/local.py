@@ -189,6 +189,9 @@ class LocalIndex:
             return []
         return self.catalog.keyword_search(collection, match, k)
 
+    def candidates(self, collection: str, query: str, vector: np.ndarray, n: int):
+        return self.vector_search(collection, vector, n), self.keyword_search(collection, query, n)
+
     def chunks_by_id(self, ids: Sequence[str]) -> dict[str, ChunkRow]:
         return self.catalog.chunks_by_id(list(ids))
 

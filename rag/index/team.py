@@ -9,13 +9,16 @@ Two writers of the same document serialize on a transaction lock per (collection
 chunk ids derive from content and path, so they end with one copy.
 
 Searches may go to a streaming replica (`read_dsn`); one that is down or behind falls back
-to the primary with a one-line notice.
+to the primary with a one-line notice. A search's vector and keyword queries run at once, on
+two connections to the same server: each is a single-threaded plan, so the second one would
+otherwise wait for the first (benchmarks/team_keyword_quality.py --profile measured both).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -524,6 +527,13 @@ class TeamIndex:
         self._reader_ok = reader is not None or reconnect_reader is not None
         self._last_write_lsn: str | None = None
         self.notices: list[str] = []
+        self._dims: dict[str, int] = {}  # each collection's dimension as its last lookup saw it
+        # The keyword half of a search runs on its own thread and connections (opened on first
+        # use), so that it and the vector half run on the server at the same time.
+        self._side = threading.local()
+        self._side_db = None
+        self._side_reader = None
+        self._pool = None
         self._check_schema()
 
     def owns(self, collection: str) -> bool:
@@ -559,6 +569,8 @@ class TeamIndex:
         server had dropped this one (every such statement here may run twice)."""
         import psycopg
 
+        if self._on_side():
+            return self._side_primary().execute(query, params)  # a failure is retried by candidates()
         self._alive()
         try:
             return self.db.execute(query, params)
@@ -574,6 +586,59 @@ class TeamIndex:
         if (self.db.closed or self.db.broken) and self._reconnect is not None:
             self.db = self._reconnect()
 
+    # --- the second connection: a search's keyword half -------------------------------------
+
+    def _on_side(self) -> bool:
+        return getattr(self._side, "active", False)
+
+    def _side_primary(self):
+        if self._side_db is None or self._side_db.closed or self._side_db.broken:
+            self._side_db = self._reconnect()
+        return self._side_db
+
+    def _side_replica(self):
+        if self._side_reader is None or self._side_reader.closed or self._side_reader.broken:
+            self._side_reader = self._reconnect_reader()
+        return self._side_reader
+
+    def _drop_side(self) -> None:
+        for conn in (self._side_db, self._side_reader):
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:  # noqa: BLE001 - a broken connection may fail to close
+                    pass
+        self._side_db = self._side_reader = None
+
+    def _side_pool(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="enclave-team-keyword",
+                                            initializer=lambda: setattr(self._side, "active", True))
+        return self._pool
+
+    def candidates(self, collection: str, query: str, vector: np.ndarray, n: int):
+        """(vector hits, keyword hits), n of each: the keyword query runs on the second
+        connection while the vector query runs on this one. Should the second connection fail,
+        the keyword query runs again here, where a server that is down is reported."""
+        if self._reconnect is None:  # given one connection only: one query after the other
+            return self.vector_search(collection, vector, n), self.keyword_search(collection, query, n)
+        self._route()  # decided here, once, so that both halves read from the same server
+        future = self._side_pool().submit(self.keyword_search, collection, query, n)
+        try:
+            vector_hits = self.vector_search(collection, vector, n)
+        finally:
+            try:
+                keyword_hits = future.result()
+            except Exception as exc:  # noqa: BLE001 - the primary's path below reports it
+                log.info("keyword search on the second connection failed (%s); running it again", _first_line(exc))
+                self._drop_side()
+                keyword_hits = None
+        if keyword_hits is None:
+            keyword_hits = self.keyword_search(collection, query, n)
+        return vector_hits, keyword_hits
+
     # --- the replica -------------------------------------------------------------------
 
     def _notice(self, text: str) -> None:
@@ -587,10 +652,9 @@ class TeamIndex:
 
         if self._reader is None and self._reconnect_reader is None:
             return self._sql(query, params)
-        now = time.monotonic()
-        if now - self._reader_checked > 5.0 or self._last_write_lsn is not None:
-            self._reader_ok = self._reader_fresh()
-            self._reader_checked = now
+        if self._on_side():  # the route was decided by candidates(), on the calling thread
+            return (self._side_replica() if self._reader_ok else self._side_primary()).execute(query, params)
+        now = self._route()
         if self._reader_ok:
             try:
                 return self._reader.execute(query, params)
@@ -600,6 +664,15 @@ class TeamIndex:
                 self._reader_ok = False
                 self._reader_checked = now
         return self._sql(query, params)
+
+    def _route(self) -> float:
+        """Check the replica again when the last check is old or this member wrote since."""
+        now = time.monotonic()
+        if (self._reader is not None or self._reconnect_reader is not None) and (
+                now - self._reader_checked > 5.0 or self._last_write_lsn is not None):
+            self._reader_ok = self._reader_fresh()
+            self._reader_checked = now
+        return now
 
     def _reader_fresh(self) -> bool:
         import psycopg
@@ -644,7 +717,10 @@ class TeamIndex:
         row = self._sql("SELECT name, store_name, embed_model, embed_dim FROM enclave_collections WHERE name = %s",
                         (_unprefixed(name),)).fetchone()
         if row is None:
+            self._dims.pop(name, None)
             return None
+        if row[3]:
+            self._dims[name] = int(row[3])
         return {"name": PREFIX + row[0], "store_name": row[1], "embed_model": row[2], "embed_dim": row[3]}
 
     def collections(self) -> list[Mapping]:
@@ -818,10 +894,12 @@ class TeamIndex:
         its name), as (id, similarity). Row-level security still filters every row."""
         from psycopg import sql
 
-        row = self.collection(collection)
-        if row is None or not row["embed_dim"]:
-            return []
-        dim = int(row["embed_dim"])
+        dim = self._dims.get(collection)  # Engine.search has just looked the collection up
+        if dim is None:
+            row = self.collection(collection)
+            if row is None or not row["embed_dim"]:
+                return []
+            dim = int(row["embed_dim"])
         # Literals, not parameters: a generic plan could not prove the partial index applies.
         query = sql.SQL(
             "SELECT id, (embedding::vector({dim})) <=> %s::vector({dim}) AS d FROM enclave_chunks "
@@ -924,6 +1002,10 @@ class TeamIndex:
         return info
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        self._drop_side()
         try:
             self.db.close()
         finally:

@@ -60,6 +60,49 @@ def test_a_team_collection_is_written_by_one_member_and_searched_by_another(team
     alice.close(), bob.close()
 
 
+def test_a_search_runs_its_keyword_half_on_a_second_connection_at_the_same_time(team, tmp_path, folder):
+    """The vector and keyword queries go to the server on two connections, each on its own
+    backend, and find what one query after the other finds; a second connection the server
+    dropped costs nothing but its reconnection."""
+    import threading
+
+    alice = _engine(team, tmp_path, "alice")
+    alice.index_all([folder], collection="team:handbook")
+    index = alice.team
+    alice.search("walrus2", "team:handbook", k=2)
+    assert index._side_db is not None and not index._side_db.closed
+    pids = {c.execute("SELECT pg_backend_pid()").fetchone()[0] for c in (index.db, index._side_db)}
+    assert len(pids) == 2
+
+    # At the same time: each half waits, inside its query, until the other has started its own.
+    started = threading.Barrier(2, timeout=20)
+    vector_search, keyword_search = index.vector_search, index.keyword_search
+
+    def together(search):
+        def call(*args):
+            started.wait()  # a BrokenBarrierError here: the halves ran one after the other
+            return search(*args)
+        return call
+
+    index.vector_search, index.keyword_search = together(vector_search), together(keyword_search)
+    try:
+        vector = alice.embedder.embed(["walrus2"])[0]
+        both = index.candidates("team:handbook", "walrus2", vector, 8)
+    finally:
+        index.vector_search, index.keyword_search = vector_search, keyword_search
+    assert both == (vector_search("team:handbook", vector, 8), keyword_search("team:handbook", "walrus2", 8))
+    assert both[1] and both[1][0][0] in {h.chunk_id for h in alice.search("walrus2", "team:handbook", k=1)}
+
+    db = team.admin()
+    side_pid = index._side_db.execute("SELECT pg_backend_pid()").fetchone()[0]
+    db.execute("SELECT pg_terminate_backend(%s)", (side_pid,))
+    db.close()
+    hits = alice.search("walrus3", "team:handbook", k=1)
+    assert hits[0].path.endswith("policy3.txt") and hits[0].keyword_score is not None
+    alice.close()
+    assert index._side_db is None and index._pool is None
+
+
 def test_local_and_team_collections_are_searched_together(team, tmp_path, folder):
     alice = _engine(team, tmp_path, "alice")
     alice.index_all([folder], collection="team:handbook")
