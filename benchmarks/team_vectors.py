@@ -90,6 +90,25 @@ def _member(team_settings, questions, qvecs, duration, barrier, results):
     results.put({"ms": done, "errors": errors})
 
 
+def planner_statistics(servers, dbname: str, analyze: bool) -> dict:
+    """What the planner knows of the chunks table when a size is measured: when it was last
+    analyzed (by autovacuum or here) and how many rows it was thought to hold."""
+    from rag.index.team import connect_catalog
+
+    admin = connect_catalog(servers.dsn(dbname=dbname))
+    try:
+        if analyze:
+            admin.execute("ANALYZE enclave_chunks")
+            admin.execute("ANALYZE enclave_documents")
+        analyzed, auto, rows = admin.execute(
+            "SELECT last_analyze::text, last_autoanalyze::text, (SELECT reltuples FROM pg_class "
+            "WHERE relname = 'enclave_chunks') FROM pg_stat_user_tables WHERE relname = 'enclave_chunks'").fetchone()
+        return {"analyzed_here": analyze, "last_analyze": analyzed, "last_autoanalyze": auto,
+                "planner_rows": rows}
+    finally:
+        admin.close()
+
+
 def concurrent(settings, questions, qvecs, members, duration):
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(members + 1), ctx.Queue()
@@ -119,6 +138,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=20261130)
+    parser.add_argument("--analyze", action="store_true",
+                        help="ANALYZE the tables as their owner before measuring each size, as autovacuum does "
+                             "once enough rows changed (without it a size measured right after its writes may "
+                             "be planned on the statistics of an emptier table)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "team_vectors.json"))
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
@@ -165,12 +188,13 @@ def main() -> None:
             write_s = time.perf_counter() - t_size
             have = size
             assert team.count_chunks("team:" + COLLECTION) == size
+            stats = planner_statistics(servers, team_cfg[0], args.analyze)
             recent = writes[-10:]
             entry = {"chunks": size, "write_wall_s": round(write_s, 1),
                      "chunks_per_s_this_step": round((size - (result["sizes"][-1]["chunks"] if result["sizes"] else 0))
                                                      / write_s, 1),
                      "chunks_per_s_last_10_calls": round(sum(n for n, _ in recent) / sum(s for _, s in recent), 1),
-                     "load_avg_before": load(), **latency(team, questions, qvecs)}
+                     "statistics": stats, "load_avg_before": load(), **latency(team, questions, qvecs)}
             entry["recall"] = recall_at_10(team, qvecs)
             entry["load_avg_after"] = load()
             if args.members:
