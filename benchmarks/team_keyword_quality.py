@@ -417,15 +417,14 @@ def measure(team, name: str, questions, qvecs, ways: dict, warmup: int) -> dict:
     return out
 
 
-def profile(team, connect, name: str, questions, qvecs, warmup: int) -> dict:
+def profile(team, name: str, questions, qvecs, warmup: int) -> dict:
     """Where the fused search's time goes at this size, statement by statement (the engine's
     path with the "after" keyword query), and other shapes of the same search, all
     interleaved per question: the two queries one after the other on one connection (the
-    engine's path before its keyword half got a connection of its own), one statement
-    (vector, keyword, chunk rows and the cosines in one round trip), and the two queries
-    concurrently on two connections, written out here."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    engine's path before its keyword half got a connection of its own), and one statement
+    (vector, keyword, chunk rows and the cosines in one round trip). (Runs before the engine
+    ran the two queries concurrently also timed them on two connections written out here,
+    "two_connections" in their JSON; the engine's path is that shape now.)"""
     from psycopg import sql
 
     from rag.answer.retrieval import CANDIDATES, Retriever, _rrf
@@ -453,11 +452,9 @@ def profile(team, connect, name: str, questions, qvecs, warmup: int) -> dict:
         FROM ids JOIN enclave_chunks c ON c.id = ids.id JOIN enclave_documents d ON d.id = c.document_id
         LEFT JOIN vh ON vh.id = c.id LEFT JOIN kh ON kh.id = c.id""").format(
         dim=sql.Literal(dim), name=sql.Literal(name), k=sql.Literal(n))
-    second = connect()
-    pool = ThreadPoolExecutor(1)
     db = team.db
     parts = {p: [] for p in ("select_1", "collection_lookup", "vector", "keyword", "rows", "fill",
-                             "engine", "sequential", "one_statement", "two_connections")}
+                             "engine", "sequential", "one_statement")}
     same = []
 
     def ms(f):
@@ -485,17 +482,7 @@ def profile(team, connect, name: str, questions, qvecs, warmup: int) -> dict:
         scores = _rrf((vh, kh))
         return sorted(scores, key=lambda c: (-scores[c], c))[:K]
 
-    def two(q, v):
-        words = query_words(q)
-        text = vector_text(v)
-        future = pool.submit(lambda: second.execute(kw_sql, (name, keyword_stages(words), " or ".join(words), n))
-                             .fetchall())
-        vh = [(r[0], 1 - r[1]) for r in db.execute(vec_sql, (text, text)).fetchall()]
-        kh = [(r[0], float(r[1])) for r in future.result()]
-        r = Retriever(team, None)
-        return [h.chunk_id for h in r.finish(collection, v, sorted(vh, key=lambda h: -h[1]), kh, K)]
-
-    ways = {"engine": engine, "sequential": sequential, "one_statement": one, "two_connections": two}
+    ways = {"engine": engine, "sequential": sequential, "one_statement": one}
     items = [(questions[i][0], qvecs[i], True) for i in range(warmup)] + [
         (q, v, False) for (q, _), v in zip(questions, qvecs)]
     for i, (q, v, warm) in enumerate(items):
@@ -520,8 +507,6 @@ def profile(team, connect, name: str, questions, qvecs, warmup: int) -> dict:
         for p, t in timings.items():
             parts[p].append(t)
         same.append(all(got[w] == got["engine"] for w in ways))
-    pool.shutdown()
-    second.close()
     out = {p: summary(t) for p, t in parts.items()}
     out["same_top5_as_engine"] = round(sum(same) / len(same), 3)
     plans = {}
@@ -633,8 +618,7 @@ def main() -> None:
                 entry.update(measure(team, name, questions, qvecs, ways, args.warmup))
             entry["load_avg_after"] = load()
             if args.profile and size == sizes[-1]:
-                entry["profile"] = profile(team, lambda: team_db.connect_catalog(member.postgres_dsn, member.ca_file),
-                                           name, questions, qvecs, args.warmup)
+                entry["profile"] = profile(team, name, questions, qvecs, args.warmup)
                 entry["profile"]["load_avg_after"] = load()
             team.close()
             result["sizes"].append(entry)

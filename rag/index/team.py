@@ -508,6 +508,14 @@ def connect_catalog(dsn: str, ca_file: str = "", timeout_s: float = 10.0, autoco
     return db
 
 
+def _usable(conn, reconnect):
+    """`conn` while it can still be used, else a new connection from `reconnect` (none yet,
+    closed, or dropped by the server)."""
+    if conn is not None and not conn.closed and not conn.broken:
+        return conn
+    return reconnect()
+
+
 class TeamIndex:
     """Team collections, named team:NAME here and NAME on the server."""
 
@@ -583,8 +591,8 @@ class TeamIndex:
             return self.db.execute(query, params)
 
     def _alive(self) -> None:
-        if (self.db.closed or self.db.broken) and self._reconnect is not None:
-            self.db = self._reconnect()
+        if self._reconnect is not None:
+            self.db = _usable(self.db, self._reconnect)
 
     # --- the second connection: a search's keyword half -------------------------------------
 
@@ -592,13 +600,11 @@ class TeamIndex:
         return getattr(self._side, "active", False)
 
     def _side_primary(self):
-        if self._side_db is None or self._side_db.closed or self._side_db.broken:
-            self._side_db = self._reconnect()
+        self._side_db = _usable(self._side_db, self._reconnect)
         return self._side_db
 
     def _side_replica(self):
-        if self._side_reader is None or self._side_reader.closed or self._side_reader.broken:
-            self._side_reader = self._reconnect_reader()
+        self._side_reader = _usable(self._side_reader, self._reconnect_reader)
         return self._side_reader
 
     def _drop_side(self) -> None:
@@ -629,15 +635,12 @@ class TeamIndex:
         try:
             vector_hits = self.vector_search(collection, vector, n)
         finally:
-            try:
-                keyword_hits = future.result()
-            except Exception as exc:  # noqa: BLE001 - the primary's path below reports it
-                log.info("keyword search on the second connection failed (%s); running it again", _first_line(exc))
-                self._drop_side()
-                keyword_hits = None
-        if keyword_hits is None:
-            keyword_hits = self.keyword_search(collection, query, n)
-        return vector_hits, keyword_hits
+            failure = future.exception()  # the keyword half has ended either way
+        if failure is None:
+            return vector_hits, future.result()
+        log.info("keyword search on the second connection failed (%s); running it again", _first_line(failure))
+        self._drop_side()
+        return vector_hits, self.keyword_search(collection, query, n)
 
     # --- the replica -------------------------------------------------------------------
 
@@ -678,8 +681,7 @@ class TeamIndex:
         import psycopg
 
         try:
-            if self._reader is None or self._reader.closed or self._reader.broken:
-                self._reader = self._reconnect_reader()
+            self._reader = _usable(self._reader, self._reconnect_reader)
             # No replayed transaction yet counts as far behind; the LSN check below decides.
             lag, caught_up = self._reader.execute(
                 "SELECT coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 1e9), "
